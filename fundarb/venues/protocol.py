@@ -1,0 +1,145 @@
+"""The Venue protocol: what the engine needs from an exchange, defined once.
+
+The simulator (:mod:`fundarb.sim`) and every real adapter (:mod:`fundarb.venues.binance`, ...)
+implement it. All quantities are in base-asset units and all values are core types
+(:mod:`fundarb.core.model`), so the engine never sees a venue's wire format.
+
+Rules every implementation keeps:
+
+* Every call has a deadline: the adapter's own ``call_timeout`` (seconds), and the caller may
+  nest a tighter ``trio.fail_after``. A *mutating* call (place, cancel, borrow, repay,
+  transfer) that times out or is cancelled after the request may have been sent raises
+  :class:`~fundarb.venues.errors.OutcomeUnknown` (or is cancelled, which the engine treats the
+  same way). A read-only call that times out raises ``VenueUnavailable``.
+* Errors are raised only from the taxonomy in :mod:`fundarb.venues.errors`.
+* ``run_market_data`` and ``run_user_data`` are long-running services started with
+  ``nursery.start``: they push :mod:`fundarb.core.venue_events` into the given channel until
+  cancelled. On a dropped or silent connection they push ``StreamDisconnected``, reconnect with
+  backoff, resync over REST and then push ``StreamResynced``. When the venue stays unreachable
+  past the reconnect budget they raise ``VenueUnavailable`` into the owning nursery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+import trio
+
+from fundarb.core.model import (
+    Balance,
+    Fill,
+    FundingPayment,
+    FundingSnapshot,
+    Instrument,
+    InstrumentId,
+    OrderRequest,
+    OrderUpdate,
+    Quote,
+    VenuePosition,
+    Wallet,
+)
+from fundarb.core.venue_events import VenueEvent
+
+__all__ = ["EventSender", "Venue"]
+
+EventSender = trio.MemorySendChannel[VenueEvent]
+
+
+@runtime_checkable
+class Venue(Protocol):
+    """One exchange account: market data, trading, reconciliation queries and user data."""
+
+    @property
+    def name(self) -> str:
+        """The venue's name as used in :class:`~fundarb.core.model.InstrumentId` (``"binance"``)."""
+        ...
+
+    # --- reference and market data ---
+    async def instruments(self) -> list[Instrument]:
+        """Trading rules for every instrument this account may trade."""
+        ...
+
+    async def funding(self, instrument: InstrumentId) -> FundingSnapshot:
+        """Current funding rate, next funding time, mark and index of a perpetual."""
+        ...
+
+    async def quote(self, instrument: InstrumentId) -> Quote:
+        """Best bid/ask snapshot."""
+        ...
+
+    async def server_time_ms(self) -> int:
+        """The venue's clock, in ms since the epoch."""
+        ...
+
+    # --- trading ---
+    async def place_order(self, request: OrderRequest) -> OrderUpdate:
+        """Send an order; returns the venue's acknowledgement (status NEW, or already filled)."""
+        ...
+
+    async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
+        """Cancel by client order id; returns the final status with the cumulative filled quantity."""
+        ...
+
+    async def query_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
+        """Look an order up by client order id; raises ``OrderNotFound`` if the venue has none."""
+        ...
+
+    # --- reconciliation queries ---
+    async def open_orders(self, instrument: InstrumentId | None = None) -> list[OrderUpdate]:
+        """Every working order, optionally for one instrument."""
+        ...
+
+    async def positions(self) -> list[VenuePosition]:
+        """Every non-flat perpetual position."""
+        ...
+
+    async def balances(self) -> list[Balance]:
+        """Every wallet balance, including margin debt."""
+        ...
+
+    async def fills_since(self, instrument: InstrumentId, since_ms: int) -> list[Fill]:
+        """Our fills on ``instrument`` at or after ``since_ms``, oldest first."""
+        ...
+
+    async def funding_income_since(self, since_ms: int) -> list[FundingPayment]:
+        """Funding paid or received at or after ``since_ms``, oldest first."""
+        ...
+
+    # --- margin and transfers ---
+    async def borrow(self, asset: str, amount: Decimal) -> None:
+        """Borrow ``amount`` of ``asset`` on the margin account (to short spot)."""
+        ...
+
+    async def repay(self, asset: str, amount: Decimal) -> None:
+        """Repay margin debt."""
+        ...
+
+    async def transfer(self, asset: str, amount: Decimal, source: Wallet, target: Wallet) -> None:
+        """Move ``amount`` of ``asset`` between this venue's wallets."""
+        ...
+
+    # --- streams (services for nursery.start) ---
+    async def run_market_data(
+        self,
+        instruments: Sequence[InstrumentId],
+        send: EventSender,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Stream quotes and funding for ``instruments`` into ``send`` until cancelled."""
+        ...
+
+    async def run_user_data(
+        self,
+        send: EventSender,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Stream order updates, fills, positions, balances and funding into ``send``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
