@@ -1,0 +1,533 @@
+"""A hedged position as a pure state machine: ``step(position, event, now_ms) -> (position, commands)``.
+
+States (values are the names used in diagrams and the journal)::
+
+    PLANNED ─entry─▶ OPENING_LEG_A ─A done─▶ HEDGE_PENDING ─B matches A─▶ HEDGED ─exit─▶ CLOSING ─▶ CLOSED
+                          │  (partial fills of A are hedged at once, still OPENING_LEG_A)   │
+                          └─ hedge rejected / timeout / venue died / risk ─▶ UNWINDING ─────┴─▶ CLOSED
+    HEDGED ─liquidation, ADL, drift─▶ REBALANCING ─▶ HEDGED      any ─resync─▶ RECONCILING ─▶ (resume)
+    anything that cannot finish on its own ─▶ FAILED (alert; an operator kills or resolves it)
+
+Every transition lives in :data:`TRANSITIONS`, one :class:`Rule` per (state, event type). A rule
+declares the states it may lead to; the guard that picks one of them is the rule's action, in
+this module, and :func:`step` refuses an action that lands anywhere undeclared. The table is
+checked when the module loads (:func:`validate_table`) and drawn into ``statecharts/`` by
+:mod:`fundarb.core.render`, so the diagrams cannot drift from the code.
+
+The machine's promise (checked by the property tests): outside HEDGED and CLOSED, whenever the
+legs' held quantities differ by more than venue dust, an order that reduces the difference is
+working, or the position is FAILED and an alert was emitted.
+
+>>> from fundarb.core.events import EntrySignalled
+>>> pos = Position(plan)                                               # doctest: +SKIP
+>>> pos, commands = step(pos, EntrySignalled(Decimal("30000")), now_ms=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from fundarb.core import events as ev
+from fundarb.core.commands import (
+    Alert,
+    ArmTimer,
+    CancelOrder,
+    Command,
+    OrderPurpose,
+    PlaceOrder,
+    QueryOrder,
+    Severity,
+)
+from fundarb.core.errors import TransitionError
+from fundarb.core.model import ZERO, OrderRequest, OrderType, TimeInForce
+from fundarb.core.position_checks import check_invariant, validate_table
+from fundarb.core.position_model import Leg, OrderState, Position, PositionState, TrackedOrder
+
+__all__ = [
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "Position",
+    "PositionState",
+    "Rule",
+    "check_invariant",
+    "step",
+    "validate_table",
+]
+
+
+S = PositionState
+TERMINAL_STATES = frozenset({S.CLOSED})
+_OPENING = (S.OPENING_LEG_A, S.HEDGE_PENDING)
+_ACTIVE = (S.OPENING_LEG_A, S.HEDGE_PENDING, S.HEDGED, S.REBALANCING, S.CLOSING, S.UNWINDING, S.RECONCILING)
+_WITH_ORDERS = (*_ACTIVE, S.FAILED, S.CLOSED)
+
+
+Result = tuple[Position, list[Command]]
+Action = Callable[[Position, Any, int], Result]
+
+
+@attrs.frozen
+class Rule:
+    """One row of the transition table: in ``source``, on ``event``, ``action`` leads to one of
+    ``targets``; ``guard`` says in words how the action chooses."""
+
+    source: PositionState
+    event: type
+    targets: frozenset[PositionState]
+    action: Action = attrs.field(eq=False, repr=False)
+    guard: str = ""
+
+
+# --- order bookkeeping ----------------------------------------------------------------------------
+
+
+def _place(
+    p: Position, leg: Leg, purpose: OrderPurpose, qty: Decimal, limit: Decimal | None = None
+) -> Result:
+    spec = p.plan.leg(leg)
+    side = spec.side if purpose.increases else spec.side.opposite
+    cid = f"{p.id}-{leg.value}{p.next_seq}"
+    inst = spec.instrument
+    if limit is not None:
+        request = OrderRequest(
+            cid,
+            inst.id,
+            side,
+            qty,
+            inst.round_price(limit, side),
+            OrderType.LIMIT,
+            p.plan.entry_time_in_force,
+        )
+    else:
+        reduce_only = not purpose.increases and inst.is_perpetual
+        request = OrderRequest(cid, inst.id, side, qty, None, OrderType.MARKET, TimeInForce.IOC, reduce_only)
+    order = TrackedOrder(cid, leg, purpose, side, qty)
+    p = attrs.evolve(p, orders=(*p.orders, order), next_seq=p.next_seq + 1)
+    return p, [PlaceOrder(p.id, leg.value, purpose, request, p.reference_price)]
+
+
+def _alert(p: Position, severity: Severity, message: str) -> Alert:
+    return Alert(p.id, severity, message, p.unhedged_qty)
+
+
+# --- what each state does next (the guards) -------------------------------------------------------
+
+
+def _settle(p: Position, now: int) -> Result:
+    """Place what the current state needs and move on when its goal is met."""
+    if p.state in _OPENING:
+        return _settle_opening(p, now)
+    if p.state is S.UNWINDING:
+        return _settle_unwinding(p)
+    if p.state is S.CLOSING:
+        return _settle_closing(p)
+    if p.state is S.REBALANCING:
+        return _settle_rebalancing(p)
+    if p.state is S.HEDGED:
+        diff = p.unhedged_qty
+        larger = Leg.A if diff > 0 else Leg.B
+        if diff != 0 and not p.is_dust(larger, diff):
+            return _settle_rebalancing(attrs.evolve(p, state=S.REBALANCING))
+        return p, []
+    if p.state is S.RECONCILING:
+        return _settle_reconciling(p, now)
+    return p, []
+
+
+def _settle_opening(p: Position, now: int) -> Result:
+    cmds: list[Command] = []
+    diff = p.unhedged_qty
+    hedge_working = sum((o.remaining for o in p.working(Leg.B, increases=True)), ZERO)
+    need = min(diff, p.opened(Leg.A) - p.opened(Leg.B)) - hedge_working
+    qty = p.tradable(Leg.B, need)
+    if qty > 0:
+        p, placed = _place(p, Leg.B, OrderPurpose.HEDGE, qty)
+        cmds += placed
+    naked = diff > 0 and not p.is_dust(Leg.B, diff)
+    if naked and p.hedge_deadline_ms is None:
+        deadline = now + p.plan.hedge_timeout_ms
+        p = attrs.evolve(p, hedge_deadline_ms=deadline)
+        cmds.append(ArmTimer(p.id, deadline))
+    elif not naked and p.hedge_deadline_ms is not None:
+        p = attrs.evolve(p, hedge_deadline_ms=None)
+    if p.working(Leg.A, increases=True):
+        return attrs.evolve(p, state=S.OPENING_LEG_A), cmds
+    if p.working(Leg.B, increases=True) or naked:
+        return attrs.evolve(p, state=S.HEDGE_PENDING), cmds
+    held_a, held_b = p.held(Leg.A), p.held(Leg.B)
+    if held_a == 0 and held_b == 0:
+        return attrs.evolve(p, state=S.CLOSED, reason="entry not filled"), cmds
+    if held_b == 0:  # leg A filled only dust: give it back rather than hold it naked
+        p2, more = _settle_unwinding(
+            attrs.evolve(p, state=S.UNWINDING, reason="entry fill below hedge minimum")
+        )
+        return p2, cmds + more
+    return attrs.evolve(p, state=S.HEDGED), cmds
+
+
+def _cancel_increasing(p: Position) -> Result:
+    cmds: list[Command] = []
+    for o in p.working(increases=True):
+        if not o.cancel_requested and o.state is not OrderState.UNKNOWN:
+            p = p.with_order(attrs.evolve(o, cancel_requested=True))
+            cmds.append(CancelOrder(p.id, o.leg.value, p.plan.leg(o.leg).instrument.id, o.cid))
+    return p, cmds
+
+
+def _reduce_to(
+    p: Position, levels: dict[Leg, Decimal], purpose: OrderPurpose
+) -> tuple[Position, list[Command], bool]:
+    """Place orders bringing each leg down to its level; report whether anything is still to do."""
+    cmds: list[Command] = []
+    pending = False
+    for leg, level in levels.items():
+        reducing = sum((o.remaining for o in p.working(leg, increases=False)), ZERO)
+        need = p.held(leg) - level - reducing
+        qty = p.tradable(leg, need)
+        if qty <= 0:
+            continue
+        if p.failed_attempts >= p.plan.max_attempts:
+            pending = True
+            continue
+        p, placed = _place(p, leg, purpose, qty)
+        cmds += placed
+    return p, cmds, pending
+
+
+def _finish_or_fail(p: Position, cmds: list[Command], pending: bool, done: PositionState, why: str) -> Result:
+    if p.working():
+        return p, cmds
+    if pending:
+        msg = f"{why}: gave up after {p.failed_attempts} rejected orders; legs A={p.held(Leg.A)} B={p.held(Leg.B)}"
+        p = attrs.evolve(p, state=S.FAILED, reason=msg)
+        return p, [*cmds, _alert(p, Severity.CRITICAL, msg)]
+    p = attrs.evolve(p, state=done)
+    if p.held(Leg.A) != p.held(Leg.B) or (done is S.CLOSED and p.held(Leg.A) > 0):
+        cmds.append(_alert(p, Severity.INFO, f"dust left: A={p.held(Leg.A)} B={p.held(Leg.B)}"))
+    return p, cmds
+
+
+def _settle_unwinding(p: Position) -> Result:
+    p, cmds = _cancel_increasing(p)
+    p, placed, pending = _reduce_to(p, {Leg.A: ZERO, Leg.B: ZERO}, OrderPurpose.UNWIND)
+    return _finish_or_fail(p, cmds + placed, pending, S.CLOSED, "unwind")
+
+
+def _settle_closing(p: Position) -> Result:
+    p, cmds = _cancel_increasing(p)
+    if p.working(increases=False):
+        return p, cmds  # lock-step: the next slice waits for both legs
+    low = min(p.held(Leg.A), p.held(Leg.B))
+    step_qty = p.plan.max_slice_qty
+    level = p.exit_target if step_qty is None else max(p.exit_target, low - step_qty)
+    p, placed, pending = _reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.EXIT)
+    if placed or p.working():
+        return p, cmds + placed
+    done = S.HEDGED if p.exit_target > 0 and low > 0 else S.CLOSED
+    return _finish_or_fail(p, cmds, pending, done, "exit")
+
+
+def _settle_rebalancing(p: Position) -> Result:
+    if p.working(increases=False):
+        return p, []
+    low = min(p.held(Leg.A), p.held(Leg.B))
+    p, placed, pending = _reduce_to(p, {Leg.A: low, Leg.B: low}, OrderPurpose.REBALANCE)
+    if placed:
+        return p, placed
+    return _finish_or_fail(p, [], pending, S.HEDGED if low > 0 else S.CLOSED, "rebalance")
+
+
+def _settle_reconciling(p: Position, now: int) -> Result:
+    if any(o.state in (OrderState.UNKNOWN, OrderState.PENDING) for o in p.orders):
+        return p, []
+    resume = p.resume_state
+    p = attrs.evolve(p, resume_state=None)
+    if resume in (S.CLOSING, S.UNWINDING):
+        return _settle(attrs.evolve(p, state=resume), now)
+    if resume in _OPENING:
+        return _settle_opening(attrs.evolve(p, state=S.HEDGE_PENDING), now)
+    return _settle(attrs.evolve(p, state=S.HEDGED), now)
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+def _enter(p: Position, e: ev.EntrySignalled, now: int) -> Result:
+    p = attrs.evolve(p, reference_price=e.reference_price)
+    qty = p.tradable(Leg.A, p.plan.leg_a.target_qty)
+    if qty == 0 or p.is_dust(Leg.B, qty):
+        return attrs.evolve(p, state=S.CLOSED, reason="target below the venues' minimum order"), []
+    p, cmds = _place(p, Leg.A, OrderPurpose.ENTRY, qty, e.limit_price_a)
+    return attrs.evolve(p, state=S.OPENING_LEG_A), cmds
+
+
+def _close_unopened(p: Position, e: Any, now: int) -> Result:
+    return attrs.evolve(p, state=S.CLOSED, reason=f"cancelled before entry: {type(e).__name__}"), []
+
+
+def _ignore(p: Position, e: Any, now: int) -> Result:
+    return p, []
+
+
+def _to(state: PositionState, why: Callable[[Any], str], **extra: Any) -> Action:
+    def action(p: Position, e: Any, now: int) -> Result:
+        p = attrs.evolve(p, state=state, reason=why(e), hedge_deadline_ms=None, **extra)
+        return _settle(p, now)
+
+    return action
+
+
+def _order_event(p: Position, e: Any, now: int) -> Result:
+    """Fold an order report into the order, then let the state react."""
+    order = p.require_order(e.cid)
+    p = p.fold_report(e)
+    cmds: list[Command] = []
+    if isinstance(e, ev.OrderRejected) and not e.retryable:
+        p = attrs.evolve(p, failed_attempts=p.failed_attempts + 1)
+        if p.state in _OPENING and order.purpose is OrderPurpose.HEDGE:
+            msg = f"hedge {order.cid} rejected ({e.reason}); unwinding leg A"
+            p = attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
+            cmds.append(_alert(p, Severity.WARNING, msg))
+    elif isinstance(e, ev.OrderOutcomeUnknown):
+        instrument = p.plan.leg(order.leg).instrument.id
+        cmds.append(QueryOrder(p.id, order.leg.value, instrument, order.cid))
+    return _after_change(p, cmds, now)
+
+
+def _after_change(p: Position, cmds: list[Command], now: int) -> Result:
+    if p.state in (S.CLOSED, S.FAILED):
+        return p, cmds
+    p, more = _settle(p, now)
+    return p, cmds + more
+
+
+def _late_order_event(p: Position, e: Any, now: int) -> Result:
+    """A report for a position that is already CLOSED: record it; shout if it moved a leg."""
+    before = (p.held(Leg.A), p.held(Leg.B))
+    p, cmds = _order_event(p, e, now)
+    if (p.held(Leg.A), p.held(Leg.B)) != before:
+        cmds.append(
+            _alert(p, Severity.CRITICAL, f"fill after close on {e.cid}: A={p.held(Leg.A)} B={p.held(Leg.B)}")
+        )
+    return p, cmds
+
+
+def _hedge_timeout(p: Position, e: ev.HedgeTimedOut, now: int) -> Result:
+    diff = p.unhedged_qty
+    if p.hedge_deadline_ms is None or now < p.hedge_deadline_ms or diff <= 0 or p.is_dust(Leg.B, diff):
+        return p, []
+    msg = f"hedge not filled within {p.plan.hedge_timeout_ms} ms; unwinding {diff} naked"
+    p, cmds = _settle(attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
+    return p, [_alert(p, Severity.WARNING, msg), *cmds]
+
+
+def _venue_down(p: Position, e: ev.VenueDisconnected, now: int) -> Result:
+    if not p.plan.leg_of_venue(e.venue):
+        return p, []
+    msg = f"venue {e.venue} disconnected while opening ({e.reason}); unwinding"
+    p, cmds = _settle(attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
+    return p, [_alert(p, Severity.WARNING, msg), *cmds]
+
+
+def _resync(p: Position, e: ev.ResyncRequested, now: int) -> Result:
+    cmds: list[Command] = []
+    for o in p.working():
+        p = p.with_order(attrs.evolve(o, state=OrderState.UNKNOWN))
+        cmds.append(QueryOrder(p.id, o.leg.value, p.plan.leg(o.leg).instrument.id, o.cid))
+    resume = p.resume_state if p.state is S.RECONCILING else p.state
+    p = attrs.evolve(p, state=S.RECONCILING, resume_state=resume, reason=e.reason)
+    p, more = _settle(p, now)
+    return p, cmds + more
+
+
+def _risk(p: Position, e: ev.RiskBreached, now: int) -> Result:
+    if p.state in _OPENING:
+        return _to(S.UNWINDING, lambda e: f"risk: {e.kind.value} {e.detail}")(p, e, now)
+    if e.kind is ev.RiskKind.STALE_DATA:
+        return p, []  # a hedged position does not need fresh data to stay hedged
+    return _to(S.CLOSING, lambda e: f"risk: {e.kind.value} {e.detail}", exit_target=ZERO)(p, e, now)
+
+
+def _venue_fill(p: Position, e: ev.VenueFillReceived, now: int) -> Result:
+    fill = e.fill
+    key = f"{fill.instrument.symbol}:{fill.trade_id}"
+    legs = [leg for leg in Leg if p.plan.leg(leg).instrument.id == fill.instrument]
+    if key in p.trade_keys or not legs:
+        return p, []
+    leg = legs[0]
+    signed = fill.quantity if fill.side is p.plan.leg(leg).side else -fill.quantity
+    field = "venue_delta_a" if leg is Leg.A else "venue_delta_b"
+    p = attrs.evolve(p, **{field: getattr(p, field) + signed}, trade_keys=p.trade_keys | {key})
+    kind = fill.venue_generated.value if fill.venue_generated else "venue"
+    msg = f"{kind} fill on leg {leg.value}: {fill.side.value} {fill.quantity} @ {fill.price}"
+    cmds: list[Command] = [_alert(p, Severity.CRITICAL, msg)]
+    if p.state in _OPENING:
+        p = attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
+    elif p.state is S.HEDGED:
+        p = attrs.evolve(p, state=S.REBALANCING, reason=msg)
+    p, more = _after_change(p, cmds, now)
+    return p, more
+
+
+def _drift(p: Position, e: ev.PositionDrifted, now: int) -> Result:
+    leg = Leg(e.leg)
+    delta = e.venue_qty - p.held(leg)
+    if delta == 0:
+        return p, []
+    field = "venue_delta_a" if leg is Leg.A else "venue_delta_b"
+    p = attrs.evolve(p, **{field: getattr(p, field) + delta})
+    cmds: list[Command] = [_alert(p, Severity.WARNING, f"leg {leg.value} drifted by {delta}")]
+    if p.state is S.HEDGED:
+        p = attrs.evolve(p, state=S.REBALANCING, reason="drift")
+    elif p.state in _OPENING:  # the venue disagrees with us mid-entry: stop adding, flatten
+        p = attrs.evolve(
+            p, state=S.UNWINDING, reason=f"drift on leg {leg.value} while opening", hedge_deadline_ms=None
+        )
+    return _after_change(p, cmds, now)
+
+
+def _funding(p: Position, e: ev.FundingPaid, now: int) -> Result:
+    if e.payment.payment_id in p.funding_ids:
+        return p, []
+    return attrs.evolve(
+        p, funding=p.funding + e.payment.amount, funding_ids=p.funding_ids | {e.payment.payment_id}
+    ), []
+
+
+def _reduce(p: Position, e: ev.ReduceRequested, now: int) -> Result:
+    low = min(p.held(Leg.A), p.held(Leg.B))
+    target = max(ZERO, p.plan.leg_a.instrument.round_qty(low - e.quantity))
+    return _to(S.CLOSING, lambda e: f"reduce: {e.reason}", exit_target=target)(p, e, now)
+
+
+def _kill(p: Position, e: ev.OperatorKilled, now: int) -> Result:
+    p = attrs.evolve(p, failed_attempts=0)
+    return _to(S.UNWINDING, lambda e: f"kill: {e.reason}")(p, e, now)
+
+
+def _resolve(p: Position, e: ev.OperatorResolved, now: int) -> Result:
+    return attrs.evolve(p, state=S.CLOSED, reason=f"resolved by operator: {e.note}"), []
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+_ORDER_EVENTS = (
+    ev.OrderAccepted,
+    ev.OrderRejected,
+    ev.OrderPartiallyFilled,
+    ev.OrderFilled,
+    ev.OrderCancelled,
+    ev.OrderExpired,
+    ev.OrderOutcomeUnknown,
+    ev.OrderStatusReported,
+    ev.OrderNotFound,
+)
+
+#: Where each state's own progress (``_settle``) may take it.
+_SETTLES_TO: dict[PositionState, frozenset[PositionState]] = {
+    S.OPENING_LEG_A: frozenset({S.OPENING_LEG_A, S.HEDGE_PENDING, S.HEDGED, S.UNWINDING, S.CLOSED, S.FAILED}),
+    S.HEDGE_PENDING: frozenset({S.HEDGE_PENDING, S.HEDGED, S.UNWINDING, S.CLOSED, S.FAILED}),
+    S.HEDGED: frozenset({S.HEDGED, S.REBALANCING, S.CLOSED, S.FAILED}),
+    S.REBALANCING: frozenset({S.REBALANCING, S.HEDGED, S.CLOSED, S.FAILED}),
+    S.CLOSING: frozenset({S.CLOSING, S.HEDGED, S.CLOSED, S.FAILED}),
+    S.UNWINDING: frozenset({S.UNWINDING, S.CLOSED, S.FAILED}),
+    S.RECONCILING: frozenset(
+        {
+            S.RECONCILING,
+            S.OPENING_LEG_A,
+            S.HEDGE_PENDING,
+            S.HEDGED,
+            S.REBALANCING,
+            S.CLOSING,
+            S.UNWINDING,
+            S.CLOSED,
+            S.FAILED,
+        }
+    ),
+    S.FAILED: frozenset({S.FAILED}),
+    S.CLOSED: frozenset({S.CLOSED}),
+}
+
+
+_HELD = (S.HEDGED, S.REBALANCING)
+_LEAVING = (S.CLOSING, S.UNWINDING, S.RECONCILING, S.FAILED, S.CLOSED)
+_QUIET = (S.HEDGED, S.REBALANCING, *_LEAVING)
+_BEFORE = (S.PLANNED,)
+_U, _C, _F = S.UNWINDING, S.CLOSED, S.FAILED
+
+# fmt: off
+#: One row per (states, event): the action, its guard in words, and the targets it may reach
+#: beyond where the source state's own progress (_SETTLES_TO) may take it.
+_TABLE: tuple[tuple[tuple[PositionState, ...], type, Action, str, tuple[PositionState, ...]], ...] = (
+    (_BEFORE, ev.EntrySignalled, _enter, "place leg A; closed if below the venues' minimum", (S.OPENING_LEG_A, _C)),
+    (_BEFORE, ev.ExitSignalled, _close_unopened, "nothing was sent", (_C,)),
+    (_BEFORE, ev.OperatorKilled, _close_unopened, "nothing was sent", (_C,)),
+    *((_BEFORE, e, _ignore, "nothing to do before entry", (S.PLANNED,)) for e in
+      (ev.FundingPaid, ev.ResyncRequested, ev.RiskBreached, ev.VenueDisconnected, ev.HedgeTimedOut)),
+    *((_OPENING, e, _order_event, "fold the report, hedge what A filled; a rejected hedge unwinds", (_U,)) for e in _ORDER_EVENTS),
+    *(((*_HELD, S.CLOSING, _U, S.RECONCILING), e, _order_event, "fold the report, then progress", ()) for e in _ORDER_EVENTS),
+    *(((_F,), e, _order_event, "record only: an operator decides", ()) for e in _ORDER_EVENTS),
+    *(((_C,), e, _late_order_event, "record; alert if a leg moved (cancelled, then filled)", ()) for e in _ORDER_EVENTS),
+    (_OPENING, ev.HedgeTimedOut, _hedge_timeout, "unhedged past the deadline: unwind", (_U,)),
+    (_QUIET, ev.HedgeTimedOut, _ignore, "stale timer", ()),
+    (_OPENING, ev.VenueDisconnected, _venue_down, "a leg's venue died: unwind", (_U,)),
+    (_QUIET, ev.VenueDisconnected, _ignore, "hedged or leaving: the shell resyncs on reconnect", ()),
+    (_ACTIVE, ev.ResyncRequested, _resync, "query every working order", (S.RECONCILING,)),
+    ((_F, _C), ev.ResyncRequested, _ignore, "nothing to resume", ()),
+    (_OPENING, ev.RiskBreached, _risk, "abort the entry", (_U,)),
+    (_HELD, ev.RiskBreached, _risk, "close both legs (stale data alone: stay)", (S.CLOSING,)),
+    (_LEAVING, ev.RiskBreached, _ignore, "already leaving", ()),
+    (_OPENING, ev.VenueFillReceived, _venue_fill, "liquidation/ADL while opening: unwind", (_U,)),
+    ((S.HEDGED,), ev.VenueFillReceived, _venue_fill, "re-hedge the surviving leg", (S.REBALANCING,)),
+    ((S.REBALANCING, *_LEAVING), ev.VenueFillReceived, _venue_fill, "record the fill and re-level", ()),
+    (_ACTIVE, ev.PositionDrifted, _drift, "take the venue's quantity: rebalance if hedged, unwind if opening", (S.REBALANCING, _U)),
+    ((_F, _C), ev.PositionDrifted, _drift, "record only", ()),
+    ((*_ACTIVE, _F, _C), ev.FundingPaid, _funding, "count each payment once", ()),
+    (_OPENING, ev.ExitSignalled, _to(_U, lambda e: f"exit while opening: {e.reason}"), "abort the entry", (_U,)),
+    (_HELD, ev.ExitSignalled, _to(S.CLOSING, lambda e: f"exit: {e.reason}", exit_target=ZERO), "close both legs in lock-step", (S.CLOSING,)),
+    (_LEAVING, ev.ExitSignalled, _ignore, "already leaving", ()),
+    (_HELD, ev.ReduceRequested, _reduce, "reduce both legs pairwise to a lower level", (S.CLOSING,)),
+    ((*_OPENING, *_LEAVING), ev.ReduceRequested, _ignore, "not hedged: nothing to reduce pairwise", ()),
+    ((*_ACTIVE, _F), ev.OperatorKilled, _kill, "cancel everything, flatten both legs", (_U, _C, _F)),
+    ((_C,), ev.OperatorKilled, _ignore, "already flat", ()),
+    ((_F,), ev.OperatorResolved, _resolve, "an operator confirmed the position is dealt with", (_C,)),
+)
+# fmt: on
+
+
+def _build() -> tuple[Rule, ...]:
+    rules = []
+    for sources, event, action, guard, extra in _TABLE:
+        for s in sources:
+            own = frozenset() if s is S.PLANNED else _SETTLES_TO[s]
+            rules.append(Rule(s, event, own | frozenset(extra), action, guard))
+    return tuple(rules)
+
+
+TRANSITIONS: tuple[Rule, ...] = _build()
+_INDEX: dict[tuple[PositionState, type], Rule] = {(r.source, r.event): r for r in TRANSITIONS}
+
+
+validate_table(TRANSITIONS, initial=S.PLANNED, terminal=TERMINAL_STATES)
+
+
+def step(position: Position, event: ev.Event, now_ms: int) -> tuple[Position, list[Command]]:
+    """Apply one event. Pure: same inputs, same outputs; never reads a clock.
+
+    Raises :class:`TransitionError` if the table has no rule for (state, event type), or if an
+    action lands on a state its rule does not declare (a bug in this module).
+    """
+    rule = _INDEX.get((position.state, type(event)))
+    if rule is None:
+        raise TransitionError(f"no transition from {position.state.name} on {type(event).__name__}")
+    new, commands = rule.action(position, event, now_ms)
+    if new.state not in rule.targets:
+        raise TransitionError(
+            f"{position.state.name} on {type(event).__name__} reached {new.state.name}, "
+            f"not one of {sorted(t.name for t in rule.targets)}"
+        )
+    return new, commands
