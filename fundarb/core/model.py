@@ -141,7 +141,9 @@ def to_decimal(value: Any, name: str = "value") -> Decimal:
     Decimal('0.00010000')
     """
     if isinstance(value, bool) or isinstance(value, float):
-        raise InvalidValue(f"{name}: expected a decimal string or Decimal, got {type(value).__name__} {value!r}")
+        raise InvalidValue(
+            f"{name}: expected a decimal string or Decimal, got {type(value).__name__} {value!r}"
+        )
     if isinstance(value, Decimal):
         d = value
     elif isinstance(value, (int, str)):
@@ -186,7 +188,9 @@ def _optional(validator: Any) -> Any:
 
 def _timestamp(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidValue(f"{attribute.name}: must be a non-negative int of ms since the epoch, got {value!r}")
+        raise InvalidValue(
+            f"{attribute.name}: must be a non-negative int of ms since the epoch, got {value!r}"
+        )
 
 
 def _non_empty(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -272,7 +276,9 @@ class Instrument:
             return ZERO
         return rounded
 
-    def check_order(self, qty: Decimal, price: Decimal | None, reference_price: Decimal | None = None) -> None:
+    def check_order(
+        self, qty: Decimal, price: Decimal | None, reference_price: Decimal | None = None
+    ) -> None:
         """Raise :class:`InvalidOrder` if the venue would reject this size or price.
 
         ``reference_price`` prices the notional check of a market order.

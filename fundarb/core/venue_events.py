@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import attrs
 
-from fundarb.core.model import Balance, Fill, FundingPayment, FundingSnapshot, OrderUpdate, Quote, VenuePosition
+from fundarb.core.model import (
+    Balance,
+    Fill,
+    FundingPayment,
+    FundingSnapshot,
+    OrderUpdate,
+    Quote,
+    VenuePosition,
+)
 
 __all__ = [
     "BalanceReported",
