@@ -1,0 +1,259 @@
+"""The PostgreSQL journal: asyncpg under trio-asyncio, cancellation-safe.
+
+asyncpg runs on an asyncio loop provided by ``trio_asyncio.open_loop()``. Every piece of database
+work is a plain asyncio function that acquires its own connection (``async with pool.acquire()``
+inside asyncio, where asyncpg shields the release) and is called from Trio through exactly one
+``aio_as_trio(...)``. We never write ``async with aio_as_trio(pool.acquire())``: cancelling a Trio
+scope around it cancels the release too and leaks the connection (STACK-NOTES).
+
+A write is one statement, ``SELECT journal_append(...)`` (see the migration), so it costs one
+round trip and commits atomically. ``synchronous_commit`` is left at the server's setting
+(``on`` by default: durable when the call returns); pass ``server_settings`` to change it, and say
+so in any benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+import trio
+import trio_asyncio
+
+from fundarb.journal import migrations as mig
+from fundarb.journal.base import (
+    JournalBase,
+    JournalMeta,
+    OrderRow,
+    PositionRow,
+    RawRecord,
+    StoredRow,
+    config_json,
+)
+from fundarb.journal.codec import CODEC, Codec
+from fundarb.journal.errors import JournalError
+from fundarb.journal.projections import ProjectionBatch
+
+__all__ = ["PostgresJournal", "open_postgres_journal", "redact_url"]
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_ORDER_COLUMNS = (
+    "client_order_id, position_id, instrument, side, quantity, price, status, filled_qty, "
+    "venue_order_id, first_seq, last_seq, updated_ms"
+)
+_APPEND = "SELECT journal_append(" + ", ".join(f"${i}" for i in range(1, 23)) + ")"
+_MIGRATION_LOCK = 0x66756E64  # advisory lock key held while migrating ("fund")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs, reprs and errors)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+class PostgresJournal(JournalBase):
+    """The PostgreSQL backend. Open with :func:`open_postgres_journal`."""
+
+    backend = "postgres"
+
+    def __init__(
+        self,
+        *,
+        codec: Codec = CODEC,
+        migrations: tuple[mig.Migration, ...] = mig.MIGRATIONS,
+        location: str = "",
+        **options: Any,
+    ) -> None:
+        super().__init__(codec=codec, **options)
+        self._migrations = migrations
+        self.location = location
+        self.pool: asyncpg.Pool | None = None
+        self.schema_version = 0
+
+    def __repr__(self) -> str:
+        return f"<PostgresJournal {self.location}>"
+
+    def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise JournalError("PostgreSQL journal is not open")
+        return self.pool
+
+    # --- backend hooks --------------------------------------------------------------------------
+
+    async def _db_write(self, first_seq: int, rows: list[StoredRow], proj: ProjectionBatch) -> None:
+        args: list[list[Any]] = [
+            list(range(first_seq, first_seq + len(rows))),
+            [r.ts_ms for r in rows],
+            [r.kind for r in rows],
+            [r.position_id for r in rows],
+            [r.data for r in rows],
+            [r.crc for r in rows],
+        ]
+        args.extend(_columns(proj.positions, 5))
+        args.extend(_columns(proj.orders, 11))
+        await trio_asyncio.aio_as_trio(_execute)(self._pool(), _APPEND, args)
+
+    async def _db_last_seq(self) -> int:
+        value = await trio_asyncio.aio_as_trio(_fetchval)(
+            self._pool(), "SELECT COALESCE(MAX(seq), 0) FROM journal", []
+        )
+        return int(value)
+
+    async def _db_read(self, from_seq: int, limit: int | None) -> list[RawRecord]:
+        rows = await trio_asyncio.aio_as_trio(_fetch)(
+            self._pool(),
+            "SELECT seq, ts_ms, kind, position_id, payload, crc FROM journal "
+            "WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            [from_seq, limit],
+        )
+        return [RawRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+
+    # --- projections and meta -------------------------------------------------------------------
+
+    async def positions(self) -> list[PositionRow]:
+        """The positions projection, by position id."""
+        self._check_open()
+        rows = await trio_asyncio.aio_as_trio(_fetch)(
+            self._pool(),
+            "SELECT position_id, state, first_seq, last_seq, last_kind, updated_ms "
+            "FROM positions ORDER BY position_id",
+            [],
+        )
+        return [PositionRow(*r) for r in rows]
+
+    async def orders(self, position_id: str | None = None) -> list[OrderRow]:
+        """The orders projection, by client order id, optionally of one position."""
+        self._check_open()
+        if position_id is None:
+            q, args = f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY client_order_id", []
+        else:
+            q = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE position_id = $1 ORDER BY client_order_id"
+            args = [position_id]
+        rows = await trio_asyncio.aio_as_trio(_fetch)(self._pool(), q, args)
+        return [OrderRow.from_row(tuple(r)) for r in rows]
+
+    async def record_config(self, config: Mapping[str, Any], ts_ms: int) -> None:
+        """Store the configuration the engine started with (redacted by the caller)."""
+        self._check_open()
+        await trio_asyncio.aio_as_trio(_execute)(
+            self._pool(),
+            "INSERT INTO meta (key, value, ts_ms) VALUES ('config', $1, $2) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, ts_ms = excluded.ts_ms",
+            [config_json(config), ts_ms],
+        )
+
+    async def meta(self) -> JournalMeta:
+        """Backend, location, schema version and the last recorded configuration."""
+        self._check_open()
+        rows = await trio_asyncio.aio_as_trio(_fetch)(
+            self._pool(), "SELECT value, ts_ms FROM meta WHERE key = 'config'", []
+        )
+        config, config_ms = (orjson.loads(rows[0][0]), rows[0][1]) if rows else (None, None)
+        return JournalMeta(self.backend, self.location, self.schema_version, config, config_ms)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+# --- plain asyncio functions: each is one aio_as_trio call ---------------------------------------
+
+
+async def _execute(pool: asyncpg.Pool, query: str, args: list[Any]) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(query, *args)
+
+
+async def _fetch(pool: asyncpg.Pool, query: str, args: list[Any]) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return list(await conn.fetch(query, *args))
+
+
+async def _fetchval(pool: asyncpg.Pool, query: str, args: list[Any]) -> Any:
+    async with pool.acquire() as conn:
+        return await conn.fetchval(query, *args)
+
+
+async def _migrate(pool: asyncpg.Pool, schema: str | None, migrations: tuple[mig.Migration, ...]) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
+        )
+        current = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        for m in mig.pending(current, migrations):
+            async with conn.transaction():  # a savepoint per migration inside the locked transaction
+                await conn.execute(m.sql_for("postgres"))
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_ms) VALUES ($1, $2, $3)",
+                    m.version,
+                    m.name,
+                    int(time.time() * 1000),
+                )
+            current = m.version
+        return current
+
+
+async def _create_pool(url: str, schema: str | None, min_size: int, max_size: int, settings: dict[str, str]):
+    server_settings = {"application_name": "fundarb-journal", **settings}
+    if schema is not None:
+        server_settings["search_path"] = schema
+    return await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, server_settings=server_settings
+    )
+
+
+async def _close_pool(pool: asyncpg.Pool, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except (TimeoutError, asyncio.TimeoutError):
+        pool.terminate()
+
+
+@asynccontextmanager
+async def open_postgres_journal(
+    url: str,
+    *,
+    schema: str | None = None,
+    min_size: int = 2,
+    max_size: int = 4,
+    server_settings: Mapping[str, str] | None = None,
+    migrations: tuple[mig.Migration, ...] = mig.MIGRATIONS,
+    **options: Any,
+) -> AsyncIterator[PostgresJournal]:
+    """Open (migrating) the PostgreSQL journal at ``url``, in ``schema`` if given (created if missing).
+
+    Runs its own trio-asyncio loop for asyncpg. Flushes and closes the pool on exit.
+    Start the batched writer yourself: ``await nursery.start(journal.run_writer)``.
+    """
+    if schema is not None and not _SCHEMA.match(schema):
+        raise ValueError(f"schema must be a lower-case SQL identifier, got {schema!r}")
+    location = redact_url(url) + (f" schema={schema}" if schema else "")
+    async with trio_asyncio.open_loop():
+        try:
+            pool = await trio_asyncio.aio_as_trio(_create_pool)(
+                url, schema, min_size, max_size, dict(server_settings or {})
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise JournalError(f"cannot connect to the journal database {location}: {exc}") from exc
+        journal = PostgresJournal(migrations=migrations, location=location, **options)
+        journal.pool = pool
+        try:
+            journal.schema_version = await trio_asyncio.aio_as_trio(_migrate)(pool, schema, migrations)
+            yield journal
+        finally:
+            try:
+                await journal.aclose()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio_asyncio.aio_as_trio(_close_pool)(pool, journal.close_timeout)
