@@ -213,10 +213,10 @@ async def _create_pool(url: str, schema: str | None, min_size: int, max_size: in
     )
 
 
-async def _close_pool(pool: asyncpg.Pool, timeout: float) -> None:
+async def _close_pool(pool: asyncpg.Pool, grace_s: float) -> None:
     try:
-        await asyncio.wait_for(pool.close(), timeout)
-    except (TimeoutError, asyncio.TimeoutError):
+        await asyncio.wait_for(pool.close(), grace_s)
+    except TimeoutError:
         pool.terminate()
 
 
