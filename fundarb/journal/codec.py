@@ -150,7 +150,11 @@ class Codec:
         try:
             return self._converter.structure(raw, cls)
         except Exception as exc:
-            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, ExceptionGroup) else str(exc)
+            detail = (
+                "; ".join(cattrs.transform_error(exc, format_exception=_describe))
+                if isinstance(exc, ExceptionGroup)
+                else str(exc)
+            )
             raise JournalCorrupt(
                 f"payload does not decode as {cls.__qualname__}: {detail}", seq=seq, kind=kind
             ) from exc
@@ -201,9 +205,17 @@ class Codec:
                 raise ValueError(f"kind {raw['kind']!r} is not a member of {tp}")
             return conv.structure(raw["value"], cls)
 
-        conv.register_unstructure_hook_func(is_attrs_union, lambda _tp: unstructure_union)
+        conv.register_unstructure_hook_func(is_attrs_union, unstructure_union)
         conv.register_structure_hook_func(is_attrs_union, structure_union)
         return conv
+
+
+def _describe(exc: BaseException, _tp: Any) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing key {exc}"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unexpected keys {sorted(exc.extra_fields)}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _strict(tp: type, what: str) -> Callable[[Any, Any], Any]:
