@@ -187,7 +187,7 @@ def test_registry_rules() -> None:
         codec.register(Leaf, "test.thing")
     with pytest.raises(ValueError, match="already registered"):
         codec.register(Thing, "test.other_name")
-    with pytest.raises(ValueError, match="area.name"):
+    with pytest.raises(ValueError, match=r"area\.name"):
         codec.register(Other, "NoDots")
     with pytest.raises(TypeError, match="not an attrs class"):
         codec.register(int, "test.int")
