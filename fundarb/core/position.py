@@ -199,12 +199,12 @@ def _reduce_to(
 
 
 def _finish_or_fail(p: Position, cmds: list[Command], pending: bool, done: PositionState, why: str) -> Result:
-    if p.working():
-        return p, cmds
-    if pending:
+    if pending:  # exposure we must trade away but may not try again: an operator's job now
         msg = f"{why}: gave up after {p.failed_attempts} rejected orders; legs A={p.held(Leg.A)} B={p.held(Leg.B)}"
         p = attrs.evolve(p, state=S.FAILED, reason=msg)
         return p, [*cmds, _alert(p, Severity.CRITICAL, msg)]
+    if p.working():
+        return p, cmds
     p = attrs.evolve(p, state=done)
     if p.held(Leg.A) != p.held(Leg.B) or (done is S.CLOSED and p.held(Leg.A) > 0):
         cmds.append(_alert(p, Severity.INFO, f"dust left: A={p.held(Leg.A)} B={p.held(Leg.B)}"))
@@ -217,34 +217,47 @@ def _settle_unwinding(p: Position) -> Result:
     return _finish_or_fail(p, cmds + placed, pending, S.CLOSED, "unwind")
 
 
+def _projected(p: Position, leg: Leg) -> Decimal:
+    """What ``leg`` will hold once its working reducing orders fill."""
+    return p.held(leg) - sum((o.remaining for o in p.working(leg, increases=False)), ZERO)
+
+
 def _settle_closing(p: Position) -> Result:
     p, cmds = _cancel_increasing(p)
-    if p.working(increases=False):
-        return p, cmds  # lock-step: the next slice waits for both legs
     low = min(p.held(Leg.A), p.held(Leg.B))
-    step_qty = p.plan.max_slice_qty
-    level = p.exit_target if step_qty is None else max(p.exit_target, low - step_qty)
+    if p.working(increases=False):  # a slice is under way: keep the legs level, nothing more
+        level = max(ZERO, min(_projected(p, Leg.A), _projected(p, Leg.B)))
+    else:  # lock-step: the next slice starts when both legs finished the last one
+        step_qty = p.plan.max_slice_qty
+        level = p.exit_target if step_qty is None else max(p.exit_target, low - step_qty)
     p, placed, pending = _reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.EXIT)
-    if placed or p.working():
+    if placed or (p.working() and not pending):
         return p, cmds + placed
     done = S.HEDGED if p.exit_target > 0 and low > 0 else S.CLOSED
     return _finish_or_fail(p, cmds, pending, done, "exit")
 
 
 def _settle_rebalancing(p: Position) -> Result:
-    if p.working(increases=False):
-        return p, []
-    low = min(p.held(Leg.A), p.held(Leg.B))
-    p, placed, pending = _reduce_to(p, {Leg.A: low, Leg.B: low}, OrderPurpose.REBALANCE)
-    if placed:
+    level = max(ZERO, min(_projected(p, Leg.A), _projected(p, Leg.B)))
+    p, placed, pending = _reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.REBALANCE)
+    if placed or (p.working() and not pending):
         return p, placed
+    low = min(p.held(Leg.A), p.held(Leg.B))
     return _finish_or_fail(p, [], pending, S.HEDGED if low > 0 else S.CLOSED, "rebalance")
 
 
 def _settle_reconciling(p: Position, now: int) -> Result:
+    resume = p.resume_state or S.HEDGED
     if any(o.state in (OrderState.UNKNOWN, OrderState.PENDING) for o in p.orders):
-        return p, []
-    resume = p.resume_state
+        # While the venue's answers are outstanding, still work the known exposure down as the
+        # resumed state would (orders of unknown outcome count as working, so nothing doubles),
+        # but finish nothing until every order is known.
+        trial, cmds = _settle(attrs.evolve(p, state=S.HEDGE_PENDING if resume in _OPENING else resume), now)
+        if trial.state is S.FAILED:
+            return trial, cmds
+        return attrs.evolve(trial, state=S.RECONCILING, reason=p.reason), [
+            c for c in cmds if not isinstance(c, Alert)
+        ]
     p = attrs.evolve(p, resume_state=None)
     if resume in (S.CLOSING, S.UNWINDING):
         return _settle(attrs.evolve(p, state=resume), now)
@@ -262,7 +275,8 @@ def _enter(p: Position, e: ev.EntrySignalled, now: int) -> Result:
     if qty == 0 or p.is_dust(Leg.B, qty):
         return attrs.evolve(p, state=S.CLOSED, reason="target below the venues' minimum order"), []
     p, cmds = _place(p, Leg.A, OrderPurpose.ENTRY, qty, e.limit_price_a)
-    return attrs.evolve(p, state=S.OPENING_LEG_A), cmds
+    p, more = _settle(attrs.evolve(p, state=S.OPENING_LEG_A), now)
+    return p, cmds + more
 
 
 def _close_unopened(p: Position, e: Any, now: int) -> Result:
@@ -286,6 +300,8 @@ def _order_event(p: Position, e: Any, now: int) -> Result:
     order = p.require_order(e.cid)
     p = p.fold_report(e)
     cmds: list[Command] = []
+    if isinstance(e, (ev.OrderFilled, ev.OrderPartiallyFilled)):
+        p = attrs.evolve(p, failed_attempts=0)  # progress: count consecutive rejections only
     if isinstance(e, ev.OrderRejected) and not e.retryable:
         p = attrs.evolve(p, failed_attempts=p.failed_attempts + 1)
         if p.state in _OPENING and order.purpose is OrderPurpose.HEDGE:
@@ -458,42 +474,54 @@ _LEAVING = (S.CLOSING, S.UNWINDING, S.RECONCILING, S.FAILED, S.CLOSED)
 _QUIET = (S.HEDGED, S.REBALANCING, *_LEAVING)
 _BEFORE = (S.PLANNED,)
 _U, _C, _F = S.UNWINDING, S.CLOSED, S.FAILED
+_SELF, _ON = "stays", "progresses"  # target markers: the source itself / where its own progress leads
+Target = PositionState | str | tuple[str, PositionState]
+
+
+def _then(state: PositionState) -> tuple[str, PositionState]:
+    """Target marker: moves to ``state``, then that state's own progress may take it on."""
+    return ("then", state)
+
 
 # fmt: off
-#: One row per (states, event): the action, its guard in words, and the targets it may reach
-#: beyond where the source state's own progress (_SETTLES_TO) may take it.
-_TABLE: tuple[tuple[tuple[PositionState, ...], type, Action, str, tuple[PositionState, ...]], ...] = (
+#: One row per (states, event): the action, its guard in words, and where it may lead: a state
+#: exactly; _then(X): X or wherever X's own progress leads (_SETTLES_TO); _SELF: stays; _ON:
+#: wherever the source state's own progress leads.
+_TABLE: tuple[tuple[tuple[PositionState, ...], type, Action, str, tuple[Target, ...]], ...] = (
     (_BEFORE, ev.EntrySignalled, _enter, "place leg A; closed if below the venues' minimum", (S.OPENING_LEG_A, _C)),
     (_BEFORE, ev.ExitSignalled, _close_unopened, "nothing was sent", (_C,)),
     (_BEFORE, ev.OperatorKilled, _close_unopened, "nothing was sent", (_C,)),
-    *((_BEFORE, e, _ignore, "nothing to do before entry", (S.PLANNED,)) for e in
+    *((_BEFORE, e, _ignore, "nothing to do before entry", (_SELF,)) for e in
       (ev.FundingPaid, ev.ResyncRequested, ev.RiskBreached, ev.VenueDisconnected, ev.HedgeTimedOut)),
-    *((_OPENING, e, _order_event, "fold the report, hedge what A filled; a rejected hedge unwinds", (_U,)) for e in _ORDER_EVENTS),
-    *(((*_HELD, S.CLOSING, _U, S.RECONCILING), e, _order_event, "fold the report, then progress", ()) for e in _ORDER_EVENTS),
-    *(((_F,), e, _order_event, "record only: an operator decides", ()) for e in _ORDER_EVENTS),
-    *(((_C,), e, _late_order_event, "record; alert if a leg moved (cancelled, then filled)", ()) for e in _ORDER_EVENTS),
-    (_OPENING, ev.HedgeTimedOut, _hedge_timeout, "unhedged past the deadline: unwind", (_U,)),
-    (_QUIET, ev.HedgeTimedOut, _ignore, "stale timer", ()),
-    (_OPENING, ev.VenueDisconnected, _venue_down, "a leg's venue died: unwind", (_U,)),
-    (_QUIET, ev.VenueDisconnected, _ignore, "hedged or leaving: the shell resyncs on reconnect", ()),
-    (_ACTIVE, ev.ResyncRequested, _resync, "query every working order", (S.RECONCILING,)),
-    ((_F, _C), ev.ResyncRequested, _ignore, "nothing to resume", ()),
-    (_OPENING, ev.RiskBreached, _risk, "abort the entry", (_U,)),
-    (_HELD, ev.RiskBreached, _risk, "close both legs (stale data alone: stay)", (S.CLOSING,)),
-    (_LEAVING, ev.RiskBreached, _ignore, "already leaving", ()),
-    (_OPENING, ev.VenueFillReceived, _venue_fill, "liquidation/ADL while opening: unwind", (_U,)),
-    ((S.HEDGED,), ev.VenueFillReceived, _venue_fill, "re-hedge the surviving leg", (S.REBALANCING,)),
-    ((S.REBALANCING, *_LEAVING), ev.VenueFillReceived, _venue_fill, "record the fill and re-level", ()),
-    (_ACTIVE, ev.PositionDrifted, _drift, "take the venue's quantity: rebalance if hedged, unwind if opening", (S.REBALANCING, _U)),
-    ((_F, _C), ev.PositionDrifted, _drift, "record only", ()),
-    ((*_ACTIVE, _F, _C), ev.FundingPaid, _funding, "count each payment once", ()),
-    (_OPENING, ev.ExitSignalled, _to(_U, lambda e: f"exit while opening: {e.reason}"), "abort the entry", (_U,)),
-    (_HELD, ev.ExitSignalled, _to(S.CLOSING, lambda e: f"exit: {e.reason}", exit_target=ZERO), "close both legs in lock-step", (S.CLOSING,)),
-    (_LEAVING, ev.ExitSignalled, _ignore, "already leaving", ()),
-    (_HELD, ev.ReduceRequested, _reduce, "reduce both legs pairwise to a lower level", (S.CLOSING,)),
-    ((*_OPENING, *_LEAVING), ev.ReduceRequested, _ignore, "not hedged: nothing to reduce pairwise", ()),
-    ((*_ACTIVE, _F), ev.OperatorKilled, _kill, "cancel everything, flatten both legs", (_U, _C, _F)),
-    ((_C,), ev.OperatorKilled, _ignore, "already flat", ()),
+    *((_OPENING, e, _order_event, "fold the report, hedge what A filled; a rejected hedge unwinds", (_ON, _then(_U))) for e in _ORDER_EVENTS),
+    *(((*_HELD, S.CLOSING, _U, S.RECONCILING), e, _order_event, "fold the report, then progress", (_ON,)) for e in _ORDER_EVENTS),
+    *(((_F,), e, _order_event, "record only: an operator decides", (_SELF,)) for e in _ORDER_EVENTS),
+    *(((_C,), e, _late_order_event, "record; alert if a leg moved (cancelled, then filled)", (_SELF,)) for e in _ORDER_EVENTS),
+    (_OPENING, ev.HedgeTimedOut, _hedge_timeout, "unhedged past the deadline: unwind; else a stale timer", (_SELF, _then(_U))),
+    (_QUIET, ev.HedgeTimedOut, _ignore, "stale timer", (_SELF,)),
+    (_OPENING, ev.VenueDisconnected, _venue_down, "a leg's venue died: unwind", (_SELF, _then(_U))),
+    (_QUIET, ev.VenueDisconnected, _ignore, "hedged or leaving: the shell resyncs on reconnect", (_SELF,)),
+    (_ACTIVE, ev.ResyncRequested, _resync, "query every working order, then resume", (_then(S.RECONCILING),)),
+    ((_F, _C), ev.ResyncRequested, _ignore, "nothing to resume", (_SELF,)),
+    (_OPENING, ev.RiskBreached, _risk, "abort the entry", (_then(_U),)),
+    (_HELD, ev.RiskBreached, _risk, "close both legs (stale data alone: stay)", (_SELF, _then(S.CLOSING))),
+    (_LEAVING, ev.RiskBreached, _ignore, "already leaving", (_SELF,)),
+    (_OPENING, ev.VenueFillReceived, _venue_fill, "liquidation/ADL while opening: unwind", (_SELF, _then(_U))),
+    ((S.HEDGED,), ev.VenueFillReceived, _venue_fill, "re-hedge the surviving leg", (_SELF, _then(S.REBALANCING))),
+    ((S.REBALANCING, S.CLOSING, _U, S.RECONCILING), ev.VenueFillReceived, _venue_fill, "record the fill and re-level", (_ON,)),
+    ((_F, _C), ev.VenueFillReceived, _venue_fill, "record the fill; alert", (_SELF,)),
+    (_OPENING, ev.PositionDrifted, _drift, "the venue disagrees mid-entry: unwind", (_SELF, _then(_U))),
+    ((S.HEDGED,), ev.PositionDrifted, _drift, "take the venue's quantity and rebalance", (_SELF, _then(S.REBALANCING))),
+    ((S.REBALANCING, S.CLOSING, _U, S.RECONCILING), ev.PositionDrifted, _drift, "take the venue's quantity", (_ON,)),
+    ((_F, _C), ev.PositionDrifted, _drift, "record only", (_SELF,)),
+    ((*_ACTIVE, _F, _C), ev.FundingPaid, _funding, "count each payment once", (_SELF,)),
+    (_OPENING, ev.ExitSignalled, _to(_U, lambda e: f"exit while opening: {e.reason}"), "abort the entry", (_then(_U),)),
+    (_HELD, ev.ExitSignalled, _to(S.CLOSING, lambda e: f"exit: {e.reason}", exit_target=ZERO), "close both legs in lock-step", (_then(S.CLOSING),)),
+    (_LEAVING, ev.ExitSignalled, _ignore, "already leaving", (_SELF,)),
+    (_HELD, ev.ReduceRequested, _reduce, "reduce both legs pairwise to a lower level", (_then(S.CLOSING),)),
+    ((*_OPENING, *_LEAVING), ev.ReduceRequested, _ignore, "not hedged: nothing to reduce pairwise", (_SELF,)),
+    ((*_ACTIVE, _F), ev.OperatorKilled, _kill, "cancel everything, flatten both legs", (_then(_U),)),
+    ((_C,), ev.OperatorKilled, _ignore, "already flat", (_SELF,)),
     ((_F,), ev.OperatorResolved, _resolve, "an operator confirmed the position is dealt with", (_C,)),
 )
 # fmt: on
@@ -501,10 +529,20 @@ _TABLE: tuple[tuple[tuple[PositionState, ...], type, Action, str, tuple[Position
 
 def _build() -> tuple[Rule, ...]:
     rules = []
-    for sources, event, action, guard, extra in _TABLE:
+    for sources, event, action, guard, spec in _TABLE:
         for s in sources:
-            own = frozenset() if s is S.PLANNED else _SETTLES_TO[s]
-            rules.append(Rule(s, event, own | frozenset(extra), action, guard))
+            targets: set[PositionState] = set()
+            for t in spec:
+                if t == _SELF:
+                    targets.add(s)
+                elif t == _ON:
+                    targets |= _SETTLES_TO[s]
+                elif isinstance(t, tuple):
+                    targets |= _SETTLES_TO[t[1]]
+                else:
+                    assert isinstance(t, PositionState)
+                    targets.add(t)
+            rules.append(Rule(s, event, frozenset(targets), action, guard))
     return tuple(rules)
 
 

@@ -89,11 +89,8 @@ def check_invariant(position: Position, alerted: bool) -> str | None:
     if p.state is S.FAILED:
         return None if alerted else "FAILED without an alert"
     larger, smaller = (Leg.A, Leg.B) if diff > 0 else (Leg.B, Leg.A)
-    opening = p.state in (S.OPENING_LEG_A, S.HEDGE_PENDING)
-    if opening and diff > 0 and p.is_dust(Leg.B, diff):
-        return None  # waiting for leg A to fill enough for the hedge leg's minimum: tracked dust
-    if not opening and p.is_dust(larger, diff):
-        return None
+    if p.dust != 0:
+        return None  # too small for the venue of the leg that would fix it: tracked dust
     if p.working(larger, increases=False) or p.working(smaller, increases=True):
         return None
     return f"{p.state.name}: legs differ by {diff} and no working order reduces the difference"

@@ -216,11 +216,14 @@ class Position:
 
     @property
     def dust(self) -> Decimal:
-        """The unhedged quantity too small to trade on either leg (tracked, never dropped)."""
+        """The unhedged quantity too small to trade on the leg that would fix it (tracked, never
+        dropped): the hedge leg B while opening, the larger leg otherwise."""
         diff = self.unhedged_qty
-        if diff == 0 or not (self.is_dust(Leg.A, diff) and self.is_dust(Leg.B, diff)):
+        if diff == 0:
             return ZERO
-        return diff
+        opening = self.state in (PositionState.OPENING_LEG_A, PositionState.HEDGE_PENDING)
+        fixer = Leg.B if opening and diff > 0 else (Leg.A if diff > 0 else Leg.B)
+        return diff if self.is_dust(fixer, diff) else ZERO
 
     # --- bookkeeping (no state decisions here: those live in fundarb.core.position) ---
 
@@ -272,7 +275,9 @@ class Position:
             for fill in e.fills:
                 p = p.with_fill(p.require_order(e.cid), fill, None)
             order = p.require_order(e.cid)
-            state = OrderState.DONE if e.status.is_terminal else OrderState.WORKING
+            # a stale answer never revives an order we already know is done
+            done = e.status.is_terminal or order.state is OrderState.DONE
+            state = OrderState.DONE if done else OrderState.WORKING
             p = p.with_order(
                 attrs.evolve(order, state=state, reported_qty=max(order.reported_qty, e.filled_qty))
             )
