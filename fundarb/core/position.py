@@ -90,7 +90,7 @@ def _place(
 ) -> Result:
     spec = p.plan.leg(leg)
     side = spec.side if purpose.increases else spec.side.opposite
-    cid = f"{p.id}-{leg.value}{p.next_seq}"
+    cid = f"fa.{p.id}.{leg.value}.{p.next_seq}"  # fundarb.venues.client_ids format
     inst = spec.instrument
     if limit is not None:
         request = OrderRequest(

@@ -27,7 +27,7 @@ from fundarb.core.model import ZERO, Fill, Instrument, Side, TimeInForce
 
 __all__ = ["Leg", "LegSpec", "OrderState", "Position", "PositionPlan", "PositionState", "TrackedOrder"]
 
-_POSITION_ID = re.compile(r"^[A-Za-z0-9]{1,24}$")
+_POSITION_ID = re.compile(r"^[A-Za-z0-9]{1,20}$")
 
 
 class Leg(enum.Enum):
@@ -54,7 +54,7 @@ class LegSpec:
 class PositionPlan:
     """Everything fixed about a position when it is created.
 
-    ``position_id`` prefixes every client order id (``<id>-A1``), so it is short and alphanumeric:
+    ``position_id`` is part of every client order id (``fa.<id>.A.1``), so it is short and alphanumeric:
     a restarted engine finds its own orders at the venue by it.
     """
 
@@ -68,7 +68,7 @@ class PositionPlan:
 
     def __attrs_post_init__(self) -> None:
         if not _POSITION_ID.match(self.position_id):
-            raise InvalidValue(f"position_id: 1-24 letters or digits, got {self.position_id!r}")
+            raise InvalidValue(f"position_id: 1-20 letters or digits, got {self.position_id!r}")
         a, b = self.leg_a, self.leg_b
         if a.instrument.base != b.instrument.base:
             raise InvalidValue(f"legs trade different assets: {a.instrument.base} vs {b.instrument.base}")

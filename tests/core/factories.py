@@ -90,21 +90,21 @@ def fill_order(p: Position, cid: str, qty: D | str | None = None) -> Position:
 
 def opening(qty: str = "0.1") -> Position:
     """OPENING_LEG_A with the entry order placed and accepted."""
-    p, _ = run(Position(plan(qty)), ev.EntrySignalled(PRICE, PRICE), ev.OrderAccepted("p1-A1"))
+    p, _ = run(Position(plan(qty)), ev.EntrySignalled(PRICE, PRICE), ev.OrderAccepted("fa.p1.A.1"))
     assert p.state is PositionState.OPENING_LEG_A
     return p
 
 
 def hedge_pending() -> Position:
     """Leg A filled, hedge B working."""
-    p = fill_order(opening(), "p1-A1")
+    p = fill_order(opening(), "fa.p1.A.1")
     assert p.state is PositionState.HEDGE_PENDING, p.state
     return p
 
 
 def hedged() -> Position:
     """Both legs filled 0.1."""
-    p = fill_order(hedge_pending(), "p1-B2")
+    p = fill_order(hedge_pending(), "fa.p1.B.2")
     assert p.state is PositionState.HEDGED, p.state
     return p
 
@@ -116,7 +116,7 @@ def closing() -> Position:
 
 
 def unwinding() -> Position:
-    p, _ = run(hedge_pending(), ev.OrderRejected("p1-B2", "insufficient balance"))
+    p, _ = run(hedge_pending(), ev.OrderRejected("fa.p1.B.2", "insufficient balance"))
     assert p.state is PositionState.UNWINDING, p.state
     return p
 

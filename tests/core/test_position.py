@@ -95,14 +95,14 @@ def test_every_rule_lands_on_a_declared_target(rule):
 
 def test_missing_pairs_raise_naming_state_and_event():
     with pytest.raises(TransitionError, match=r"PLANNED.*OrderAccepted"):
-        step(Position(plan()), ev.OrderAccepted("p1-A1"), 0)
+        step(Position(plan()), ev.OrderAccepted("fa.p1.A.1"), 0)
     with pytest.raises(TransitionError, match=r"HEDGED.*OperatorResolved"):
         step(hedged(), ev.OperatorResolved("x"), 0)
 
 
 def test_unknown_client_order_id_is_an_error():
-    with pytest.raises(TransitionError, match="p1-A9"):
-        step(opening(), ev.OrderAccepted("p1-A9"), 0)
+    with pytest.raises(TransitionError, match=r"fa\.p1\.A\.9"):
+        step(opening(), ev.OrderAccepted("fa.p1.A.9"), 0)
 
 
 def test_happy_path_places_leg_a_then_hedge():
@@ -111,37 +111,37 @@ def test_happy_path_places_leg_a_then_hedge():
     assert entry.request.instrument == PERP.id and entry.request.side is Side.SELL
     assert entry.request.order_type is OrderType.LIMIT and entry.request.time_in_force is TimeInForce.IOC
     assert entry.request.price == D("30000.1")  # a sell rounds up to the tick (passive)
-    assert entry.request.client_order_id == "p1-A1"
-    p, cmds = run(p, ev.OrderAccepted("p1-A1"), ev.OrderFilled("p1-A1", fill_for(p, "p1-A1", "0.1")))
+    assert entry.request.client_order_id == "fa.p1.A.1"
+    p, cmds = run(p, ev.OrderAccepted("fa.p1.A.1"), ev.OrderFilled("fa.p1.A.1", fill_for(p, "fa.p1.A.1", "0.1")))
     (hedge,) = placed(cmds)
     assert hedge.purpose is OrderPurpose.HEDGE and hedge.request.instrument == SPOT.id
     assert hedge.request.side is Side.BUY and hedge.request.quantity == D("0.1")
     assert hedge.request.order_type is OrderType.MARKET
     assert any(isinstance(c, ArmTimer) and c.deadline_ms == 5000 for c in cmds)
     assert p.state is S.HEDGE_PENDING
-    p = fill_order(p, "p1-B2")
+    p = fill_order(p, "fa.p1.B.2")
     assert p.state is S.HEDGED and p.unhedged_qty == 0 and p.hedge_deadline_ms is None
 
 
 def test_partial_fills_are_hedged_incrementally():
     p = opening()
-    p, cmds = run(p, ev.OrderPartiallyFilled("p1-A1", fill_for(p, "p1-A1", "0.04")))
+    p, cmds = run(p, ev.OrderPartiallyFilled("fa.p1.A.1", fill_for(p, "fa.p1.A.1", "0.04")))
     assert p.state is S.OPENING_LEG_A
     assert [c.request.quantity for c in placed(cmds)] == [D("0.04")]
-    p, cmds = run(p, ev.OrderFilled("p1-A1", fill_for(p, "p1-A1", "0.06")))
+    p, cmds = run(p, ev.OrderFilled("fa.p1.A.1", fill_for(p, "fa.p1.A.1", "0.06")))
     assert [c.request.quantity for c in placed(cmds)] == [D("0.06")]
     assert p.state is S.HEDGE_PENDING
-    p = fill_order(fill_order(p, "p1-B2"), "p1-B3")
+    p = fill_order(fill_order(p, "fa.p1.B.2"), "fa.p1.B.3")
     assert p.state is S.HEDGED and p.held(Leg.B) == D("0.1")
 
 
 def test_fill_below_the_hedge_minimum_is_dust_then_given_back():
     spot_first = PositionPlan("p2", LegSpec(SPOT, Side.BUY, D("0.1")), LegSpec(PERP, Side.SELL, D("0.1")))
-    p, _ = run(Position(spot_first), ev.EntrySignalled(PRICE, PRICE), ev.OrderAccepted("p2-A1"))
-    p, cmds = run(p, ev.OrderPartiallyFilled("p2-A1", fill_for(p, "p2-A1", "0.002")))
+    p, _ = run(Position(spot_first), ev.EntrySignalled(PRICE, PRICE), ev.OrderAccepted("fa.p2.A.1"))
+    p, cmds = run(p, ev.OrderPartiallyFilled("fa.p2.A.1", fill_for(p, "fa.p2.A.1", "0.002")))
     assert placed(cmds) == [] and p.dust == D("0.002")  # $60 < the perp's $100 minimum: tracked dust
     assert check_invariant(p, alerted=False) is None
-    p, cmds = run(p, ev.OrderExpired("p2-A1", D("0.002")))
+    p, cmds = run(p, ev.OrderExpired("fa.p2.A.1", D("0.002")))
     assert p.state is S.UNWINDING
     (give_back,) = placed(cmds)
     assert give_back.request.side is Side.SELL and give_back.request.quantity == D("0.002")
@@ -151,39 +151,39 @@ def test_fill_below_the_hedge_minimum_is_dust_then_given_back():
 
 def test_duplicate_fill_is_counted_once():
     p = opening()
-    f = fill_for(p, "p1-A1", "0.04", trade_id="T1")
-    p, cmds = run(p, ev.OrderPartiallyFilled("p1-A1", f), ev.OrderPartiallyFilled("p1-A1", f))
+    f = fill_for(p, "fa.p1.A.1", "0.04", trade_id="T1")
+    p, cmds = run(p, ev.OrderPartiallyFilled("fa.p1.A.1", f), ev.OrderPartiallyFilled("fa.p1.A.1", f))
     assert p.held(Leg.A) == D("0.04") and len(placed(cmds)) == 1
 
 
 def test_cancelled_then_filled_with_final_quantity_is_not_double_counted():
     p = opening()
-    p, _ = run(p, ev.OrderCancelled("p1-A1", D("0.03")))
+    p, _ = run(p, ev.OrderCancelled("fa.p1.A.1", D("0.03")))
     assert p.held(Leg.A) == D("0.03")
-    p, cmds = run(p, ev.OrderFilled("p1-A1", fill_for(p, "p1-A1", "0.03")))
+    p, cmds = run(p, ev.OrderFilled("fa.p1.A.1", fill_for(p, "fa.p1.A.1", "0.03")))
     assert p.held(Leg.A) == D("0.03") and placed(cmds) == []
 
 
 def test_cancelled_then_filled_late_is_hedged():
     p = opening()
-    p, _ = run(p, ev.OrderCancelled("p1-A1", D("0")))
+    p, _ = run(p, ev.OrderCancelled("fa.p1.A.1", D("0")))
     assert p.state is S.CLOSED  # nothing filled, nothing working
     p2 = opening()
-    p2, _ = run(p2, ev.OrderCancelled("p1-A1", D("0")), ev.OrderAccepted("p1-A1"))
+    p2, _ = run(p2, ev.OrderCancelled("fa.p1.A.1", D("0")), ev.OrderAccepted("fa.p1.A.1"))
     # a stale report must not revive the cancelled order
     assert p2.state is S.CLOSED
 
 
 def test_fill_after_close_alerts_and_stays_closed():
     p = opening()
-    p, _ = run(p, ev.OrderCancelled("p1-A1", D("0")))
-    p, cmds = run(p, ev.OrderFilled("p1-A1", fill_for(p, "p1-A1", "0.05")))
+    p, _ = run(p, ev.OrderCancelled("fa.p1.A.1", D("0")))
+    p, cmds = run(p, ev.OrderFilled("fa.p1.A.1", fill_for(p, "fa.p1.A.1", "0.05")))
     assert p.state is S.CLOSED
     assert any(isinstance(c, Alert) and c.severity is Severity.CRITICAL for c in cmds)
 
 
 def test_hedge_rejected_unwinds_leg_a():
-    p, cmds = run(hedge_pending(), ev.OrderRejected("p1-B2", "insufficient balance", "-2010"))
+    p, cmds = run(hedge_pending(), ev.OrderRejected("fa.p1.B.2", "insufficient balance", "-2010"))
     assert p.state is S.UNWINDING
     (unwind,) = placed(cmds)
     assert unwind.request.instrument == PERP.id and unwind.request.side is Side.BUY
@@ -193,10 +193,10 @@ def test_hedge_rejected_unwinds_leg_a():
 
 
 def test_retryable_hedge_rejection_retries_the_hedge():
-    p, cmds = run(hedge_pending(), ev.OrderRejected("p1-B2", "rate limited", "429", retryable=True))
+    p, cmds = run(hedge_pending(), ev.OrderRejected("fa.p1.B.2", "rate limited", "429", retryable=True))
     assert p.state is S.HEDGE_PENDING
     (retry,) = placed(cmds)
-    assert retry.purpose is OrderPurpose.HEDGE and retry.request.client_order_id == "p1-B3"
+    assert retry.purpose is OrderPurpose.HEDGE and retry.request.client_order_id == "fa.p1.B.3"
 
 
 def test_hedge_timeout_unwinds_and_a_stale_timer_is_ignored():
@@ -205,26 +205,26 @@ def test_hedge_timeout_unwinds_and_a_stale_timer_is_ignored():
     assert early.state is S.HEDGE_PENDING and cmds == []
     late, cmds = step(p, ev.HedgeTimedOut(), 5000)
     assert late.state is S.UNWINDING
-    assert any(isinstance(c, CancelOrder) and c.cid == "p1-B2" for c in cmds)
+    assert any(isinstance(c, CancelOrder) and c.cid == "fa.p1.B.2" for c in cmds)
     assert any(c.purpose is OrderPurpose.UNWIND for c in placed(cmds))
 
 
 def test_outcome_unknown_queries_and_a_report_resolves_it():
     p = hedge_pending()
-    p, cmds = run(p, ev.OrderOutcomeUnknown("p1-B2", "timeout"))
-    assert cmds == [QueryOrder("p1", "B", SPOT.id, "p1-B2")]
+    p, cmds = run(p, ev.OrderOutcomeUnknown("fa.p1.B.2", "timeout"))
+    assert cmds == [QueryOrder("p1", "B", SPOT.id, "fa.p1.B.2")]
     assert p.state is S.HEDGE_PENDING and placed(cmds) == []  # never re-send blindly
     p, _ = run(
-        p, ev.OrderStatusReported("p1-B2", OrderStatus.FILLED, D("0.1"), (fill_for(p, "p1-B2", "0.1"),))
+        p, ev.OrderStatusReported("fa.p1.B.2", OrderStatus.FILLED, D("0.1"), (fill_for(p, "fa.p1.B.2", "0.1"),))
     )
     assert p.state is S.HEDGED
 
 
 def test_order_not_found_sends_a_new_hedge():
-    p, _ = run(hedge_pending(), ev.OrderOutcomeUnknown("p1-B2", "timeout"))
-    p, cmds = run(p, ev.OrderNotFound("p1-B2"))
+    p, _ = run(hedge_pending(), ev.OrderOutcomeUnknown("fa.p1.B.2", "timeout"))
+    p, cmds = run(p, ev.OrderNotFound("fa.p1.B.2"))
     (again,) = placed(cmds)
-    assert again.request.client_order_id == "p1-B3" and again.request.quantity == D("0.1")
+    assert again.request.client_order_id == "fa.p1.B.3" and again.request.quantity == D("0.1")
 
 
 def test_venue_disconnect_mid_hedge_unwinds_but_not_when_hedged():
@@ -294,11 +294,11 @@ def test_funding_is_counted_once():
 def test_resync_queries_every_working_order_then_resumes():
     p, cmds = run(hedge_pending(), ev.ResyncRequested("restart"))
     assert p.state is S.RECONCILING
-    assert cmds == [QueryOrder("p1", "B", SPOT.id, "p1-B2")]
-    p, _ = run(p, ev.OrderStatusReported("p1-B2", OrderStatus.NEW, D(0)))
+    assert cmds == [QueryOrder("p1", "B", SPOT.id, "fa.p1.B.2")]
+    p, _ = run(p, ev.OrderStatusReported("fa.p1.B.2", OrderStatus.NEW, D(0)))
     assert p.state is S.HEDGE_PENDING
-    p, _ = run(p, ev.ResyncRequested("again"), ev.OrderNotFound("p1-B2"))
-    assert p.state is S.HEDGE_PENDING and p.order("p1-B3") is not None
+    p, _ = run(p, ev.ResyncRequested("again"), ev.OrderNotFound("fa.p1.B.2"))
+    assert p.state is S.HEDGE_PENDING and p.order("fa.p1.B.3") is not None
 
 
 def test_entry_below_the_venue_minimum_closes_at_once():
