@@ -35,7 +35,13 @@ import trio
 
 from fundarb.journal.codec import CODEC, Codec
 from fundarb.journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalFull
-from fundarb.journal.projections import ProjectionBatch, project_batch
+from fundarb.journal.projections import (
+    OrderChange,
+    PositionChange,
+    ProjectionBatch,
+    changes_of,
+    project_batch,
+)
 
 __all__ = [
     "Entry",
@@ -103,6 +109,7 @@ class StoredRow:
     data: bytes
     crc: int
     payload: Any
+    changes: tuple[PositionChange | OrderChange, ...] = ()
 
 
 @attrs.frozen
@@ -264,7 +271,8 @@ class JournalBase:
         if not isinstance(entry, Entry):
             raise TypeError(f"expected a journal Entry, got {type(entry).__name__}")
         kind, data = self.codec.encode(entry.payload)
-        return StoredRow(entry.ts_ms, kind, entry.position_id, data, zlib.crc32(data), entry.payload)
+        changes = changes_of(kind, entry.payload, entry.position_id)
+        return StoredRow(entry.ts_ms, kind, entry.position_id, data, zlib.crc32(data), entry.payload, changes)
 
     def decode(self, raw: RawRecord) -> Record:
         """Decode one stored row; :class:`JournalCorrupt` naming its seq if it cannot be."""
@@ -323,14 +331,13 @@ class JournalBase:
     async def _write(self, queued: list[StoredRow], rows: list[StoredRow]) -> int:
         """Write ``queued + rows`` in one transaction under the write lock; return the seq of ``rows[0]``
         (the seq after the queued rows, which may include re-queued rows of an unconfirmed write)."""
-        if self._next_seq is None or self._inflight is not None:
-            last = await self._db_last_seq()
-            if self._inflight is not None:
-                inflight_last, inflight_rows = self._inflight
-                self._inflight = None
-                if last < inflight_last:  # it never committed: write its queued rows again, first
-                    queued = inflight_rows + queued
-            self._next_seq = last + 1
+        try:
+            if self._next_seq is None or self._inflight is not None:
+                await self._resolve_inflight(queued)
+        except BaseException:  # nothing was written: keep the queued rows, in order
+            self._pending.extendleft(reversed(queued))
+            raise
+        assert self._next_seq is not None
         batch = queued + rows
         first = self._next_seq
         if not batch:
@@ -345,6 +352,17 @@ class JournalBase:
         self._next_seq = first + len(batch)
         self._writes += 1
         return first + len(queued)
+
+    async def _resolve_inflight(self, queued: list[StoredRow]) -> None:
+        """Learn the stored last seq; if a write of unknown outcome never committed, put its queued
+        rows at the front of ``queued`` (they were queued before anything now in it)."""
+        last = await self._db_last_seq()
+        if self._inflight is not None:
+            inflight_last, inflight_rows = self._inflight
+            self._inflight = None
+            if last < inflight_last:
+                queued[:0] = inflight_rows
+        self._next_seq = last + 1
 
     async def run_writer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Write queued entries in batches until the journal closes or this task is cancelled;

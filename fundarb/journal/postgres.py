@@ -239,6 +239,42 @@ async def open_postgres_journal(
     if schema is not None and not _SCHEMA.match(schema):
         raise ValueError(f"schema must be a lower-case SQL identifier, got {schema!r}")
     location = redact_url(url) + (f" schema={schema}" if schema else "")
+    lone: BaseException | None = None
+    try:
+        async with _open_journal_on_loop(
+            url, schema, min_size, max_size, server_settings, migrations, location, options
+        ) as journal:
+            yield journal
+    except BaseExceptionGroup as group:
+        # trio_asyncio.open_loop runs a nursery, which wraps everything (even the caller's own
+        # exception thrown in at the yield) in an ExceptionGroup; the SQLite backend does not.
+        # Re-raise a lone exception as itself, outside this handler so its own context is kept.
+        leaves = _leaves(group)
+        if len(leaves) != 1:
+            raise
+        lone = leaves[0]
+    if lone is not None:
+        raise lone
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+@asynccontextmanager
+async def _open_journal_on_loop(
+    url: str,
+    schema: str | None,
+    min_size: int,
+    max_size: int,
+    server_settings: Mapping[str, str] | None,
+    migrations: tuple[mig.Migration, ...],
+    location: str,
+    options: dict[str, Any],
+) -> AsyncIterator[PostgresJournal]:
     async with trio_asyncio.open_loop():
         try:
             pool = await trio_asyncio.aio_as_trio(_create_pool)(

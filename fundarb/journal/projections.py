@@ -11,7 +11,7 @@ Two tables are maintained in the same transaction as the rows they summarize:
 Projectors are registered per payload class, so events and commands defined elsewhere plug in::
 
     @projector(PlaceOrder)
-    def _place(cmd, entry):
+    def _place(cmd, position_id):
         yield order_intent(cmd.request, position_id=cmd.position_id)
 """
 
@@ -29,6 +29,7 @@ __all__ = [
     "OrderChange",
     "PositionChange",
     "ProjectionBatch",
+    "changes_of",
     "order_intent",
     "order_report",
     "project_batch",
@@ -64,12 +65,13 @@ class OrderChange:
     venue_order_id: str | None = None
 
 
-Projector = Callable[[Any, Any], Iterable["PositionChange | OrderChange"]]
+Projector = Callable[[Any, "str | None"], Iterable["PositionChange | OrderChange"]]
+"""``fn(payload, position_id)`` -> the changes this payload makes to the projections."""
 _PROJECTORS: dict[type, Projector] = {}
 
 
 def register_projector(cls: type, fn: Projector) -> None:
-    """Project every journaled ``cls`` payload through ``fn(payload, entry)``."""
+    """Project every journaled ``cls`` payload through ``fn(payload, position_id)``."""
     if _PROJECTORS.get(cls, fn) is not fn:
         raise ValueError(f"{cls!r} already has a projector")
     _PROJECTORS[cls] = fn
@@ -111,9 +113,9 @@ def order_report(update: model.OrderUpdate) -> OrderChange:
     )
 
 
-register_projector(model.OrderRequest, lambda p, _e: [order_intent(p)])
-register_projector(model.OrderUpdate, lambda p, _e: [order_report(p)])
-register_projector(venue_events.OrderReported, lambda p, _e: [order_report(p.update)])
+register_projector(model.OrderRequest, lambda p, _pid: [order_intent(p)])
+register_projector(model.OrderUpdate, lambda p, _pid: [order_report(p)])
+register_projector(venue_events.OrderReported, lambda p, _pid: [order_report(p.update)])
 
 
 @attrs.frozen
@@ -133,9 +135,26 @@ def _s(d: Decimal | None) -> str | None:
     return None if d is None else str(d)
 
 
-def project_batch(entries: Iterable[tuple[int, Any]]) -> ProjectionBatch:
-    """Collapse the projection changes of ``(seq, entry)`` pairs, in seq order, into one row per key.
+def changes_of(kind: str, payload: Any, position_id: str | None) -> tuple[PositionChange | OrderChange, ...]:
+    """The projection changes one entry makes (run when the entry is queued, so errors surface
+    at the call site, never inside a write holding other entries)."""
+    fn = _PROJECTORS.get(type(payload))
+    if fn is None:
+        return ()
+    changes = tuple(fn(payload, position_id))
+    for change in changes:
+        if isinstance(change, PositionChange):
+            if change.position_id is None and position_id is None:
+                raise ValueError(f"{kind}: a PositionChange needs a position id (give the Entry one)")
+        elif not isinstance(change, OrderChange):
+            raise TypeError(f"{kind}: a projector yielded {type(change).__name__}, not a change")
+    return changes
 
+
+def project_batch(entries: Iterable[tuple[int, Any]]) -> ProjectionBatch:
+    """Collapse the projection changes of ``(seq, row)`` pairs, in seq order, into one row per key.
+
+    Each row has ``kind``, ``position_id``, ``ts_ms`` and ``changes`` (from :func:`changes_of`).
     Later entries win field by field; ``None`` never erases a known value.
     """
     positions: dict[str, list[Any]] = {}
@@ -145,14 +164,9 @@ def project_batch(entries: Iterable[tuple[int, Any]]) -> ProjectionBatch:
         if entry.position_id is not None:
             row = positions.setdefault(entry.position_id, [entry.position_id, None, seq, kind, entry.ts_ms])
             row[2:] = [seq, kind, entry.ts_ms]
-        fn = _PROJECTORS.get(type(entry.payload))
-        if fn is None:
-            continue
-        for change in fn(entry.payload, entry):
+        for change in entry.changes:
             if isinstance(change, PositionChange):
                 pid = change.position_id or entry.position_id
-                if pid is None:
-                    raise ValueError(f"{kind}: a PositionChange needs a position id")
                 row = positions.setdefault(pid, [pid, None, seq, kind, entry.ts_ms])
                 row[1:] = [change.state, seq, kind, entry.ts_ms]
             else:
