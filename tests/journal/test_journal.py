@@ -48,7 +48,9 @@ async def test_append_read_round_trip(open_test_journal) -> None:
     with trio.fail_after(IO_TIMEOUT):
         async with open_test_journal() as j:
             values = list(SAMPLES.values())
-            entries = [Entry(v, ts_ms=1000 + i, position_id="p1" if i % 2 else None) for i, v in enumerate(values)]
+            entries = [
+                Entry(v, ts_ms=1000 + i, position_id="p1" if i % 2 else None) for i, v in enumerate(values)
+            ]
             seqs = await j.append(entries)
             assert seqs == list(range(1, len(values) + 1))
             records = await j.read()
@@ -142,7 +144,7 @@ async def test_batched_writer_writes_in_the_background(open_test_journal) -> Non
             await nursery.start(j.run_writer)
             for e in _entries(1000):
                 j.append_nowait(e)
-            while j.statistics().pending:  # noqa: ASYNC110 - polling the writer's progress on purpose
+            while j.statistics().pending:
                 await trio.lowlevel.checkpoint()
             assert await j.last_seq() == 1000
             assert j.statistics().writes >= 10  # in batches of at most max_batch
@@ -193,7 +195,9 @@ async def test_projections(open_test_journal) -> None:
             j.append_nowait(Entry(ve.FillReported(FILL), ts_ms=13, position_id="p1"))
             j.append_nowait(Entry(MARKET_REQUEST, ts_ms=14, position_id="p2"))
             await j.flush()
-            filled = attrs.evolve(UPDATE, status=OrderStatus.FILLED, filled_qty=D("0.010"), venue_order_id=None)
+            filled = attrs.evolve(
+                UPDATE, status=OrderStatus.FILLED, filled_qty=D("0.010"), venue_order_id=None
+            )
             await j.append([Entry(ve.OrderReported(filled), ts_ms=15, position_id="p1")])
 
             positions = {p.position_id: p for p in await j.positions()}
@@ -204,7 +208,12 @@ async def test_projections(open_test_journal) -> None:
 
             orders = {o.client_order_id: o for o in await j.orders()}
             a1 = orders["p1-A1"]
-            assert (a1.status, a1.filled_qty, a1.quantity, a1.price) == ("FILLED", D("0.010"), D("0.010"), D("30000.5"))
+            assert (a1.status, a1.filled_qty, a1.quantity, a1.price) == (
+                "FILLED",
+                D("0.010"),
+                D("0.010"),
+                D("30000.5"),
+            )
             assert a1.venue_order_id == "8675309"  # a report without it keeps the known id
             assert (a1.position_id, a1.instrument, a1.side) == ("p1", "binance:perp:BTCUSDT", "SELL")
             assert (a1.first_seq, a1.last_seq) == (1, 6)
@@ -243,7 +252,10 @@ async def test_migrations_fresh_reopen_and_upgrade(open_test_journal) -> None:
         extra = mig.Migration(
             SCHEMA_VERSION + 1,
             "operator_notes",
-            {b: "CREATE TABLE operator_notes (id INTEGER PRIMARY KEY, note TEXT NOT NULL)" for b in mig.BACKENDS},
+            {
+                b: "CREATE TABLE operator_notes (id INTEGER PRIMARY KEY, note TEXT NOT NULL)"
+                for b in mig.BACKENDS
+            },
         )
         async with open_test_journal(migrations=(*mig.MIGRATIONS, extra)) as j:
             assert j.schema_version == SCHEMA_VERSION + 1
