@@ -59,6 +59,7 @@ class BacktestConfig:
     default_vol: float = 1.0  #: volatility assumed before enough history exists
     start_ms: int | None = None
     end_ms: int | None = None
+    max_notional: float | None = None  #: cap per position (quote); set it to stop compounding
 
 
 @attrs.frozen(eq=False)
@@ -303,6 +304,8 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
             pend_perp = 0.0
             d, sd, q = 0, 0, 0.0
         elif action is Action.ENTER and not d and not spot_close_pending:
+            if config.max_notional is not None:
+                notional = min(notional, config.max_notional)
             lev = new_lev
             d = sd = new_d
             q = notional / p
