@@ -210,10 +210,15 @@ def forecast_rate(
     """
     ewma = 0.0
     if history:
-        alpha = 1.0 - 0.5 ** (1.0 / params.ewma_halflife)
-        ewma = history[0]
-        for r in history[1:]:
-            ewma += alpha * (r - ewma)
+        # normalised exponential weights: the latest rate weighs 1, one half-life back 1/2, ...
+        decay = 0.5 ** (1.0 / params.ewma_halflife)
+        num = den = 0.0
+        w = 1.0
+        for r in reversed(history):
+            num += w * r
+            den += w
+            w *= decay
+        ewma = num / den
     if published_next is None:
         return ewma if history else 0.0
     n = max(params.horizon_hours / interval_hours, 1.0)
@@ -243,7 +248,7 @@ def estimate_carry(
     horizon_years = params.horizon_hours / HOURS_PER_YEAR
     net_entry = running - 2.0 * one_way / horizon_years
     net_hold = running - one_way / horizon_years
-    be = 2.0 * one_way / (running / HOURS_PER_YEAR) if running > 0 else math.inf
+    be = 2.0 * one_way * HOURS_PER_YEAR / running if running > 1e-12 else math.inf
     return CarryEstimate(
         direction=direction,
         rate_per_period=f,
