@@ -18,6 +18,7 @@ import attrs
 from fundarb.core.model import Fill, FundingPayment, OrderStatus
 
 __all__ = [
+    "CleanupExpired",
     "EntrySignalled",
     "Event",
     "ExitSignalled",
@@ -225,6 +226,13 @@ class PositionDrifted:
 
 
 @attrs.frozen
+class CleanupExpired:
+    """The shell's shielded clean-up ran out of time with the position still exposed."""
+
+    reason: str
+
+
+@attrs.frozen
 class FundingPaid:
     """Funding was settled on the perpetual leg (positive: received)."""
 
@@ -253,4 +261,5 @@ Event = (
     | VenueFillReceived
     | PositionDrifted
     | FundingPaid
+    | CleanupExpired
 )

@@ -425,6 +425,14 @@ def _kill(p: Position, e: ev.OperatorKilled, now: int) -> Result:
     return _to(S.UNWINDING, lambda e: f"kill: {e.reason}")(p, e, now)
 
 
+def _give_up(p: Position, e: ev.CleanupExpired, now: int) -> Result:
+    if p.state is S.HEDGED and not p.working():
+        return p, []
+    msg = f"clean-up expired ({e.reason}) in {p.state.name}: A={p.held(Leg.A)} B={p.held(Leg.B)}, an operator takes over"
+    p = attrs.evolve(p, state=S.FAILED, reason=msg)
+    return p, [_alert(p, Severity.CRITICAL, msg)]
+
+
 def _resolve(p: Position, e: ev.OperatorResolved, now: int) -> Result:
     return attrs.evolve(p, state=S.CLOSED, reason=f"resolved by operator: {e.note}"), []
 
@@ -522,6 +530,8 @@ _TABLE: tuple[tuple[tuple[PositionState, ...], type, Action, str, tuple[Target, 
     ((*_OPENING, *_LEAVING), ev.ReduceRequested, _ignore, "not hedged: nothing to reduce pairwise", (_SELF,)),
     ((*_ACTIVE, _F), ev.OperatorKilled, _kill, "cancel everything, flatten both legs", (_then(_U),)),
     ((_C,), ev.OperatorKilled, _ignore, "already flat", (_SELF,)),
+    (_ACTIVE, ev.CleanupExpired, _give_up, "clean-up deadline passed exposed: FAILED, alert", (_SELF, _F)),
+    ((S.PLANNED, _F, _C), ev.CleanupExpired, _ignore, "nothing exposed to give up on", (_SELF,)),
     ((_F,), ev.OperatorResolved, _resolve, "an operator confirmed the position is dealt with", (_C,)),
 )
 # fmt: on

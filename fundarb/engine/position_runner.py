@@ -1,0 +1,236 @@
+"""One hedged position as a Trio task: inbox -> pure step -> journal -> commands.
+
+Each position runs in its own cancel scope (owned by :class:`~fundarb.engine.manager.PositionManager`).
+The loop is the h11 pattern: take an event, ``step()`` the pure machine, make the transition and
+its commands durable in the journal (journal before act), then start each command in the
+position's command nursery under its deadline. Command outcomes come back as events.
+
+When the scope is cancelled (a venue connection died, shutdown, a bug elsewhere) the
+``finally`` clause runs :meth:`PositionRunner.clean_up` inside ``trio.move_on_after(...,
+shield=True)``: resting orders are cancelled and unhedged quantity is flattened over REST,
+until the position is hedged or flat. If the deadline passes first, the position goes to
+FAILED with a critical alert carrying the exact exposure: a leg is never silently abandoned.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import attrs
+import trio
+
+from fundarb.core import events as ev
+from fundarb.core.commands import Alert, ArmTimer, CancelOrder, Command, OrderPurpose, PlaceOrder, QueryOrder
+from fundarb.core.position import Position, PositionState, step
+from fundarb.core.position_model import Leg
+from fundarb.engine.clock import EngineClock
+from fundarb.engine.executor import CommandExecutor, ExecutorSettings
+from fundarb.engine.records import AlertRaised, PositionStepped
+from fundarb.engine.telemetry import NULL_TELEMETRY, Telemetry
+from fundarb.journal.base import Entry, Journal
+from fundarb.venues.protocol import Venue
+
+__all__ = ["CleanupReason", "PositionRunner"]
+
+log = logging.getLogger("fundarb.position")
+
+S = PositionState
+_SETTLED = (S.HEDGED, S.CLOSED, S.FAILED, S.PLANNED)
+
+
+class CleanupReason:
+    """Why a position's scope was cancelled; picks the event fed to the machine in clean-up."""
+
+    VENUE_DOWN = "venue-down"
+    SHUTDOWN = "shutdown"
+    FLATTEN = "flatten"
+
+
+@attrs.define(eq=False)
+class PositionRunner:
+    """Drives one :class:`~fundarb.core.position.Position`. Not thread-safe; one task owns it."""
+
+    position: Position
+    venues: Mapping[str, Venue]
+    journal: Journal
+    clock: EngineClock
+    telemetry: Telemetry = NULL_TELEMETRY
+    executor_settings: ExecutorSettings = attrs.field(factory=ExecutorSettings)
+    cleanup_timeout: float = 30.0
+    cleanup_reason: str = CleanupReason.SHUTDOWN
+    down_venue: str = ""
+    naked_notional_seconds: float = 0.0
+    worst_naked_notional: float = 0.0
+    alerts: list[Alert] = attrs.Factory(list)
+    _send: trio.MemorySendChannel[object] = attrs.field(init=False)
+    _receive: trio.MemoryReceiveChannel[object] = attrs.field(init=False)
+    _last_ms: int | None = attrs.field(init=False, default=None)
+    _a_fill_at: float | None = attrs.field(init=False, default=None)
+    _stepped: trio.Event = attrs.field(init=False, factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        # Unbounded on purpose: order reports must never be dropped, and the router must never
+        # block on one slow position. Volume is bounded by the position's own orders.
+        self._send, self._receive = trio.open_memory_channel(math.inf)
+
+    @property
+    def id(self) -> str:
+        """The position id."""
+        return self.position.id
+
+    @property
+    def state(self) -> PositionState:
+        """The machine's current state."""
+        return self.position.state
+
+    def deliver(self, event: object) -> None:
+        """Queue an event for this position (never blocks, never drops)."""
+        try:
+            self._send.send_nowait(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            log.warning("position %s: event after close dropped: %r", self.id, event)
+
+    async def wait_stepped(self) -> None:
+        """Wait until the next event has been applied (for tests and the status loop)."""
+        await self._stepped.wait()
+
+    # --- the loop ---
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Process events until the position is CLOSED; clean up if cancelled first."""
+        try:
+            async with trio.open_nursery() as commands:
+                task_status.started()
+                async for event in self._receive:
+                    await self.apply(event, commands, rest_fallback=False)
+                    if self.state is S.CLOSED and not self.position.working():
+                        commands.cancel_scope.cancel()
+                        break
+        finally:
+            if self.state not in (S.CLOSED, S.PLANNED):
+                with trio.move_on_after(self.cleanup_timeout, shield=True) as scope:
+                    await self.clean_up()
+                if scope.cancelled_caught:
+                    await self._give_up("clean-up deadline passed")
+
+    async def apply(self, event: object, commands: trio.Nursery, *, rest_fallback: bool) -> None:
+        """Step the machine, journal the step and its commands, then start the commands."""
+        now = self.clock.now_ms()
+        self._account_exposure(now)
+        if isinstance(event, (ev.OrderFilled, ev.OrderPartiallyFilled)):
+            order = self.position.order(event.cid)
+            if order is not None and order.leg is Leg.A and order.purpose is OrderPurpose.ENTRY:
+                self._a_fill_at = trio.current_time()
+        new, cmds = step(self.position, event, now)  # type: ignore[arg-type]
+        entries = [Entry(PositionStepped(event, now, new.state.value), now, self.id)]  # type: ignore[arg-type]
+        entries += [Entry(c, now, self.id) for c in cmds if not isinstance(c, ArmTimer)]
+        await self.journal.append(entries)  # durable before any command is acted on
+        old_state, self.position = self.position.state, new
+        if new.state is not old_state:
+            self.telemetry.state_changed(self.id, old_state.value, new.state.value)
+        for cmd in cmds:
+            self._start(cmd, commands, rest_fallback)
+        self._stepped.set()
+        self._stepped = trio.Event()
+
+    def _start(self, cmd: Command, commands: trio.Nursery, rest_fallback: bool) -> None:
+        executor = CommandExecutor(
+            self.venues, self.deliver, self.executor_settings, self._on_sent, rest_fallback
+        )
+        if isinstance(cmd, PlaceOrder):
+            commands.start_soon(executor.place, cmd)
+        elif isinstance(cmd, CancelOrder):
+            commands.start_soon(executor.cancel, cmd)
+        elif isinstance(cmd, QueryOrder):
+            commands.start_soon(executor.query, cmd)
+        elif isinstance(cmd, ArmTimer):
+            commands.start_soon(self._timer, cmd.deadline_ms)
+        elif isinstance(cmd, Alert):
+            self.alerts.append(cmd)
+            level = logging.CRITICAL if cmd.severity.value == "critical" else logging.WARNING
+            log.log(level, "position %s: %s (naked %s)", cmd.position_id, cmd.message, cmd.naked_qty)
+            self.telemetry.alert(cmd.severity.value)
+
+    def _on_sent(self, cmd: PlaceOrder) -> None:
+        self.telemetry.order_sent(cmd.request.instrument.venue)
+        if cmd.purpose is OrderPurpose.HEDGE and self._a_fill_at is not None:
+            self.telemetry.hedge_gap(trio.current_time() - self._a_fill_at)
+            self._a_fill_at = None
+
+    async def _timer(self, deadline_ms: int) -> None:
+        await trio.sleep_until(self.clock.trio_deadline(deadline_ms))
+        self.deliver(ev.HedgeTimedOut())
+
+    def _account_exposure(self, now: int) -> None:
+        p = self.position
+        if self._last_ms is not None and p.reference_price is not None:
+            naked = float(abs(p.unhedged_qty) * p.reference_price)
+            self.naked_notional_seconds += naked * (now - self._last_ms) / 1000
+            self.worst_naked_notional = max(self.worst_naked_notional, naked)
+        self._last_ms = now
+
+    # --- clean-up (runs shielded) ---
+
+    def _cleanup_event(self) -> object | None:
+        state = self.state
+        if self.cleanup_reason == CleanupReason.FLATTEN:
+            return ev.OperatorKilled("flatten") if state is not S.FAILED else None
+        if self.cleanup_reason == CleanupReason.VENUE_DOWN:
+            return ev.VenueDisconnected(self.down_venue, "connection lost")
+        if state in (S.OPENING_LEG_A, S.HEDGE_PENDING):
+            return ev.ExitSignalled("shutdown")
+        return None
+
+    def _settled(self) -> bool:
+        if self.state is S.FAILED:  # an operator's now; its working orders are tracked, not chased
+            return True
+        return self.state in _SETTLED and not self.position.working()
+
+    async def clean_up(self) -> None:
+        """Bring the position to HEDGED, CLOSED or FAILED, over REST if the streams are gone."""
+        async with trio.open_nursery() as commands:
+            first = self._cleanup_event()
+            if first is not None:
+                await self.apply(first, commands, rest_fallback=True)
+            else:  # still re-read outstanding orders: their task was cancelled mid-flight
+                await self.apply(ev.ResyncRequested("clean-up"), commands, rest_fallback=True)
+            while not self._settled():
+                event = await self._receive.receive()
+                await self.apply(event, commands, rest_fallback=True)
+            commands.cancel_scope.cancel()
+        self._account_exposure(self.clock.now_ms())
+        self.telemetry.naked_exposure(self.naked_notional_seconds)
+
+    async def _give_up(self, reason: str) -> None:
+        with trio.move_on_after(5, shield=True):
+            async with trio.open_nursery() as commands:
+                await self.apply(ev.CleanupExpired(reason), commands, rest_fallback=True)
+                commands.cancel_scope.cancel()
+            for a in self.alerts[-1:]:
+                await self.journal.append(
+                    [
+                        Entry(
+                            AlertRaised(a.severity.value, a.message, a.naked_qty),
+                            self.clock.now_ms(),
+                            self.id,
+                        )
+                    ]
+                )
+
+    def exposure(self) -> dict[str, str]:
+        """The position's legs and exposure, for logs, alerts and the /positions endpoint."""
+        p = self.position
+        return {
+            "id": p.id,
+            "state": p.state.value,
+            "leg_a": f"{p.plan.leg_a.side.value} {p.held(Leg.A)} {p.plan.leg_a.instrument.id}",
+            "leg_b": f"{p.plan.leg_b.side.value} {p.held(Leg.B)} {p.plan.leg_b.instrument.id}",
+            "unhedged_qty": str(p.unhedged_qty),
+            "dust": str(p.dust),
+            "funding": str(p.funding),
+            "fees": str(p.fees_quote),
+            "naked_notional_seconds": f"{self.naked_notional_seconds:.3f}",
+            "reason": p.reason,
+        }

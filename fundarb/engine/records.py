@@ -1,0 +1,110 @@
+"""What the engine writes to the journal, and the journal tags of the core's events and commands.
+
+For each position the journal holds a :class:`PositionOpened` (its plan), then for every event
+a :class:`PositionStepped` (the event, when it was applied, the state it led to) followed in the
+same durable append by the commands it produced. Recovery folds the stepped events through the
+same pure :func:`~fundarb.core.position.step` (:mod:`fundarb.engine.recovery`).
+
+A tag is forever: never re-use or change one (old journals would stop decoding).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import attrs
+
+from fundarb.core import commands as cm
+from fundarb.core import events as ev
+from fundarb.core.position_model import LegSpec, PositionPlan
+from fundarb.journal import projections as pj
+from fundarb.journal.codec import CODEC
+
+__all__ = ["TAGS", "AlertRaised", "EngineStarted", "PositionOpened", "PositionStepped"]
+
+
+@attrs.frozen
+class PositionOpened:
+    """A new position and everything fixed about it."""
+
+    plan: PositionPlan
+
+
+@attrs.frozen
+class PositionStepped:
+    """``event`` was applied at ``now_ms`` and led to ``state`` (a PositionState value)."""
+
+    event: ev.Event
+    now_ms: int
+    state: str
+
+
+@attrs.frozen
+class AlertRaised:
+    """An alert from a position or the engine (also sent to the log and metrics)."""
+
+    severity: str
+    message: str
+    naked_qty: Decimal
+
+
+@attrs.frozen
+class EngineStarted:
+    """The engine started in ``mode``; the configuration itself is in the journal's meta."""
+
+    mode: str
+    version: str
+
+
+TAGS: dict[str, type] = {
+    "engine.position_opened": PositionOpened,
+    "engine.position_stepped": PositionStepped,
+    "engine.alert": AlertRaised,
+    "engine.started": EngineStarted,
+    "core.plan": PositionPlan,
+    "core.leg_spec": LegSpec,
+    **{
+        f"cmd.{cls.__name__.lower()}": cls
+        for cls in (cm.PlaceOrder, cm.CancelOrder, cm.QueryOrder, cm.Alert, cm.ArmTimer)
+    },
+    **{
+        f"ev.{cls.__name__.lower()}": cls
+        for cls in (
+            ev.EntrySignalled,
+            ev.ExitSignalled,
+            ev.ReduceRequested,
+            ev.OperatorKilled,
+            ev.OperatorResolved,
+            ev.OrderAccepted,
+            ev.OrderRejected,
+            ev.OrderPartiallyFilled,
+            ev.OrderFilled,
+            ev.OrderCancelled,
+            ev.OrderExpired,
+            ev.OrderOutcomeUnknown,
+            ev.OrderStatusReported,
+            ev.OrderNotFound,
+            ev.HedgeTimedOut,
+            ev.VenueDisconnected,
+            ev.ResyncRequested,
+            ev.RiskBreached,
+            ev.VenueFillReceived,
+            ev.PositionDrifted,
+            ev.FundingPaid,
+            ev.CleanupExpired,
+        )
+    },
+}
+
+
+def _register() -> None:
+    for tag, cls in TAGS.items():
+        attrs.resolve_types(cls)
+        CODEC.register(cls, tag)
+    pj.register_projector(PositionStepped, lambda rec, pid: [pj.PositionChange(rec.state)])
+    pj.register_projector(
+        cm.PlaceOrder, lambda c, pid: [pj.order_intent(c.request, position_id=c.position_id)]
+    )
+
+
+_register()
