@@ -128,7 +128,11 @@ def futures_book_ticker(symbol: str) -> Call:
 
 # --- orders ---------------------------------------------------------------------------------------
 
-_ORDER_PATH = {Family.SPOT: "/api/v3/order", Family.SAPI: "/sapi/v1/margin/order", Family.FAPI: "/fapi/v1/order"}
+_ORDER_PATH = {
+    Family.SPOT: "/api/v3/order",
+    Family.SAPI: "/sapi/v1/margin/order",
+    Family.FAPI: "/fapi/v1/order",
+}
 _OPEN_PATH = {
     Family.SPOT: "/api/v3/openOrders",
     Family.SAPI: "/sapi/v1/margin/openOrders",
@@ -211,7 +215,13 @@ def borrow_repay(asset: str, amount: Decimal, kind: str) -> Call:
     """POST /sapi/v1/margin/borrow-repay (type BORROW | REPAY, cross margin)"""
     params = {"asset": asset, "isIsolated": "FALSE", "amount": _d(amount), "type": kind}
     return Call(
-        "POST", Family.SAPI, "/sapi/v1/margin/borrow-repay", params, Security.SIGNED, weight=1500, mutating=True
+        "POST",
+        Family.SAPI,
+        "/sapi/v1/margin/borrow-repay",
+        params,
+        Security.SIGNED,
+        weight=1500,
+        mutating=True,
     )
 
 

@@ -103,7 +103,9 @@ def error_from_response(
         cls = OutcomeUnknown if mutating else VenueUnavailable
         return cls(f"binance HTTP {status}: execution status unknown", venue=VENUE, code=status)
     if status == 403:
-        return VenueUnavailable("binance HTTP 403: blocked by the web application firewall", venue=VENUE, code=403)
+        return VenueUnavailable(
+            "binance HTTP 403: blocked by the web application firewall", venue=VENUE, code=403
+        )
     try:
         doc = orjson.loads(body)
         code, msg = doc["code"], doc.get("msg", "")

@@ -163,7 +163,9 @@ class RestSession:
                     raise cls(
                         f"binance {call.path}: HTTP {status} with a body that is not JSON", venue=VENUE
                     ) from None
-            err: VenueError = error_from_response(status, response.content, response.headers, mutating=call.mutating)
+            err: VenueError = error_from_response(
+                status, response.content, response.headers, mutating=call.mutating
+            )
             if isinstance(err, RateLimited) and status in (429, 418):
                 limiter.ban(err.retry_after, trio.current_time())
                 if status == 429 and trio.current_time() + err.retry_after < deadline:

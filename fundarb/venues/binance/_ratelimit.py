@@ -75,7 +75,10 @@ class RateLimiter:
     def delay(self, weight: int, orders: int, wall_ms: int, now: float) -> float:
         """Seconds to wait before a call costing ``weight`` and ``orders`` may be sent."""
         wait = max(0.0, self._banned_until - now)
-        for kind, cost, limits in (("weight", weight, self.weight_limits), ("orders", orders, self.order_limits)):
+        for kind, cost, limits in (
+            ("weight", weight, self.weight_limits),
+            ("orders", orders, self.order_limits),
+        ):
             if cost <= 0:
                 continue
             for interval, limit in limits.items():

@@ -42,7 +42,9 @@ class InstrumentRules:
         inst, qty, price = self.instrument, request.quantity, request.price
         if request.order_type is OrderType.MARKET:
             if self.market_step > 0 and qty % self.market_step != 0:
-                raise InvalidOrder(f"{inst.id}: market quantity {qty} is not a multiple of {self.market_step}")
+                raise InvalidOrder(
+                    f"{inst.id}: market quantity {qty} is not a multiple of {self.market_step}"
+                )
             if qty < self.market_min_qty:
                 raise InvalidOrder(f"{inst.id}: market quantity {qty} is below {self.market_min_qty}")
             if self.market_max_qty > 0 and qty > self.market_max_qty:

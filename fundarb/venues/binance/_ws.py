@@ -141,7 +141,8 @@ async def run_stream(
         failures += 1
         if failures > policy.budget:
             raise VenueUnavailable(
-                f"binance stream {spec.name}: gave up after {failures} failed attempts ({reason})", venue=VENUE
+                f"binance stream {spec.name}: gave up after {failures} failed attempts ({reason})",
+                venue=VENUE,
             )
         delay = policy.backoff(failures, random.random())
         log.warning("binance stream %s lost (%s); reconnecting in %.1fs", spec.name, reason, delay)
@@ -216,7 +217,9 @@ def _unwrap_unavailable(group: BaseExceptionGroup) -> None:
 class StreamRunner:
     """Builds and runs the Binance streams of one :class:`~.client.BinanceVenue`."""
 
-    def __init__(self, venue: BinanceVenue, urls: BaseUrls, *, watchdog: float, policy: ReconnectPolicy) -> None:
+    def __init__(
+        self, venue: BinanceVenue, urls: BaseUrls, *, watchdog: float, policy: ReconnectPolicy
+    ) -> None:
         if watchdog <= 0:
             raise ValueError(f"watchdog must be > 0, got {watchdog}")
         self.venue = venue

@@ -127,7 +127,10 @@ class BinanceVenue:
         """Load (or reload) the exchangeInfo filters of both markets."""
         intervals = await self.funding_intervals()
         rules: dict[InstrumentId, InstrumentRules] = {}
-        for market, call in ((Market.SPOT, ep.spot_exchange_info()), (Market.PERPETUAL, ep.futures_exchange_info())):
+        for market, call in (
+            (Market.SPOT, ep.spot_exchange_info()),
+            (Market.PERPETUAL, ep.futures_exchange_info()),
+        ):
             doc = await self._rest.call(call)
             found, _skipped = _parse("exchangeInfo", rules_from_exchange_info, doc, market, intervals)
             rules.update((r.instrument.id, r) for r in found)
@@ -151,7 +154,9 @@ class BinanceVenue:
         perp = self._family(instrument) is Family.FAPI
         call = ep.futures_book_ticker(instrument.symbol) if perp else ep.spot_book_ticker(instrument.symbol)
         doc = await self._rest.call(call)
-        return _parse("bookTicker", tr.quote_from_rest, doc, instrument.market, self._rest.venue_time_ms(Family.SPOT))
+        return _parse(
+            "bookTicker", tr.quote_from_rest, doc, instrument.market, self._rest.venue_time_ms(Family.SPOT)
+        )
 
     async def server_time_ms(self) -> int:
         """``GET /fapi/v1/time`` (also refreshes the futures clock offset)."""
@@ -164,7 +169,9 @@ class BinanceVenue:
         if rules is None:
             rules = (await self.instrument_rules()).get(instrument)
         if rules is None:
-            raise BadPrecision(f"{instrument}: not a trading instrument on binance", venue=tr.VENUE, code="local")
+            raise BadPrecision(
+                f"{instrument}: not a trading instrument on binance", venue=tr.VENUE, code="local"
+            )
         return rules
 
     async def place_order(self, request: OrderRequest) -> OrderUpdate:
@@ -187,12 +194,16 @@ class BinanceVenue:
 
     async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
         """``DELETE .../order?origClientOrderId=``; the answer carries the cumulative fill."""
-        doc = await self._rest.call(ep.cancel_order(self._family(instrument), instrument.symbol, client_order_id))
+        doc = await self._rest.call(
+            ep.cancel_order(self._family(instrument), instrument.symbol, client_order_id)
+        )
         return _parse("cancel", tr.order_update_from_rest, doc, instrument.market)
 
     async def query_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
         """``GET .../order?origClientOrderId=``; ``OrderNotFound`` (-2013) when the venue has none."""
-        doc = await self._rest.call(ep.query_order(self._family(instrument), instrument.symbol, client_order_id))
+        doc = await self._rest.call(
+            ep.query_order(self._family(instrument), instrument.symbol, client_order_id)
+        )
         return _parse("query", tr.order_update_from_rest, doc, instrument.market)
 
     # --- reconciliation ---
