@@ -401,3 +401,17 @@ def test_config_is_frozen() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         cfg.mode = Mode.LIVE  # type: ignore[misc]
     assert isinstance(cfg, Config)
+
+
+def test_ops_env_example_lists_every_variable_and_is_valid() -> None:
+    path = README.parent / "ops" / "fundarb.env.example"
+    environ: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep, f"not KEY=value: {line!r}"
+            assert name not in environ, f"{name} twice"
+            environ[name] = value
+    assert set(environ) == {v.name for v in VARIABLES}
+    assert all(environ[v.name] == "" for v in VARIABLES if v.secret), "the example must hold no secrets"
+    assert load_config(environ).mode is Mode.PAPER

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 import sys
 from pathlib import Path
 
@@ -61,3 +62,40 @@ def test_core_imports_only_stdlib_and_attrs(path: Path) -> None:
     }
     outside = {m for m in fundarb_imports if not m.startswith("fundarb.core")}
     assert not outside, f"{path.name} imports from the shell: {sorted(outside)}"
+
+
+OPS = Path(__file__).resolve().parent.parent / "ops"
+
+
+def _exposed_series_names() -> set[str]:
+    metrics = pytest.importorskip("fundarb.metrics", reason="fundarb.metrics has not landed yet")
+    names: set[str] = set()
+    for family in metrics.create_metrics().registry.collect():
+        suffixes = {
+            "counter": ("_total", "_created"),
+            "histogram": ("_bucket", "_count", "_sum", "_created"),
+            "summary": ("_count", "_sum", "_created"),
+        }.get(family.type, ("",))
+        names |= {family.name + s for s in suffixes}
+    return names
+
+
+def test_alert_rules_use_only_metrics_fundarb_exposes() -> None:
+    """Operators' alerts are part of the public surface: a renamed metric must not silence them."""
+    text = (OPS / "alerts.yml").read_text(encoding="utf-8")
+    used = set(re.findall(r"\bfundarb_[a-z_]+", text))
+    assert used, "no fundarb_ metric in ops/alerts.yml"
+    unknown = used - _exposed_series_names()
+    assert not unknown, f"ops/alerts.yml uses metrics that fundarb.metrics does not define: {sorted(unknown)}"
+
+
+def test_alert_runbook_links_point_at_runbook_sections() -> None:
+    runbook = (OPS / "RUNBOOK.md").read_text(encoding="utf-8")
+    slugs = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in runbook.splitlines()
+        if line.startswith("## ")
+    }
+    links = re.findall(r"RUNBOOK\.md#([a-z0-9-]+)", (OPS / "alerts.yml").read_text(encoding="utf-8"))
+    assert links
+    assert set(links) <= slugs, f"dangling runbook anchors: {sorted(set(links) - slugs)}"
