@@ -99,6 +99,14 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
     times = data.times_ms
     lo_i = 0 if config.start_ms is None else int(np.searchsorted(times, config.start_ms, side="left"))
     hi_i = len(data) if config.end_ms is None else int(np.searchsorted(times, config.end_ms, side="left"))
+    # only the span where both legs have prices at all: before the first and after the last
+    # joint mark the sleeve is out of coverage (not "missing"); gaps inside it are skipped steps
+    both = np.flatnonzero(np.isfinite(data.spot) & np.isfinite(data.perp))
+    if both.size:
+        lo_i = max(lo_i, int(both[0]))
+        hi_i = min(hi_i, int(both[-1]) + 1)
+    else:
+        hi_i = lo_i
     # plain Python lists are much faster than numpy scalars in the step loop
     t_l = times.tolist()
     r_l = data.rates.tolist()
