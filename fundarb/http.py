@@ -280,7 +280,7 @@ class HttpApp:
             log.warning("kill refused: missing or wrong bearer token (client %r)", client)
             await _send_json(send, 403, {"error": "forbidden: missing or wrong bearer token"})
             return
-        body = await _read_body(receive)
+        body = None if _declared_length(scope) > MAX_BODY_BYTES else await _read_body(receive)
         if body is None:
             await _send_json(send, 413, {"error": f"request body over {MAX_BODY_BYTES} bytes"})
             return
@@ -374,6 +374,17 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _declared_length(scope: Scope) -> int:
+    """The request's Content-Length, 0 if absent or malformed (the body is then read with a cap)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 async def _read_body(receive: Receive) -> bytes | None:
