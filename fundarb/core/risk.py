@@ -264,7 +264,7 @@ def tail_move_from_returns(
     lo = math.floor(pos)
     hi = min(lo + 1, len(moves) - 1)
     value = moves[lo] + (moves[hi] - moves[lo]) * (pos - lo)
-    return Decimal(value).quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+    return Decimal(repr(value)).quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
 
 
 def tail_move(
