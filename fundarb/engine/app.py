@@ -1,0 +1,230 @@
+"""The engine: one root nursery holding venues, ingestion, positions, strategy, journal and health.
+
+::
+
+    run_engine(config)
+     └── root nursery
+          ├── journal writer (batched, non-critical events)
+          ├── per venue: market-data stream -> bounded channel -> market state
+          ├── per venue: user-data stream  -> bounded channel -> position manager router
+          ├── position manager: one cancel scope per position (shielded clean-up on cancel)
+          ├── carry trader: core.strategy.decide() on market state -> entries and exits
+          ├── reconciler (delta maintenance), status line, health server
+          └── signal watcher: SIGINT/SIGTERM -> cancel the root; positions clean up shielded
+
+Venue tasks that die (VenueUnavailable) take the engine down through the nursery: the
+positions' clean-up still runs (shielded) on the way out, so no leg is left unwound silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from fundarb.config import Config
+from fundarb.core import strategy as st
+from fundarb.core.model import InstrumentId, Market
+from fundarb.core.position import PositionState
+from fundarb.core.venue_events import StreamDisconnected, StreamResynced, VenueEvent
+from fundarb.engine.clock import EngineClock
+from fundarb.engine.executor import ExecutorSettings
+from fundarb.engine.health import EngineHealth, PrometheusTelemetry
+from fundarb.engine.manager import PositionManager
+from fundarb.engine.market import MarketState, run_ingest
+from fundarb.engine.position_runner import CleanupReason
+from fundarb.engine.records import EngineStarted
+from fundarb.engine.recovery import fold_journal
+from fundarb.engine.status import run_status
+from fundarb.engine.trader import Candidate, CarryTrader
+from fundarb.journal import open_journal
+from fundarb.journal.base import Entry, Journal
+from fundarb.metrics import Metrics, create_metrics
+from fundarb.venues.protocol import Venue
+
+__all__ = ["Engine", "candidates_for", "run_engine"]
+
+log = logging.getLogger("fundarb.engine")
+
+
+async def candidates_for(venues: Mapping[str, Venue], symbols: tuple[str, ...]) -> list[Candidate]:
+    """Perp/spot pairs of the configured symbols on each venue."""
+    out: list[Candidate] = []
+    for venue in venues.values():
+        with trio.fail_after(30):
+            instruments = await venue.instruments()
+        by_key = {(i.id.market, i.id.symbol): i for i in instruments}
+        for sym in symbols:
+            perp, spot = by_key.get((Market.PERPETUAL, sym)), by_key.get((Market.SPOT, sym))
+            if perp is not None and spot is not None:
+                out.append(Candidate(perp, spot))
+            else:
+                log.warning("%s: %s has no perp+spot pair, skipped", venue.name, sym)
+    return out
+
+
+@attrs.define(eq=False)
+class Engine:
+    """Everything one running engine owns; :meth:`run` is the root nursery."""
+
+    config: Config
+    venues: dict[str, Venue]
+    journal: Journal
+    clock: EngineClock
+    metrics: Metrics
+    market: MarketState = attrs.field(init=False)
+    manager: PositionManager = attrs.field(init=False)
+    trader: CarryTrader | None = None
+    health: EngineHealth | None = None
+    halted: str = ""
+    http_urls: list[str] = attrs.Factory(list)
+    costs: st.CostModel = attrs.field(factory=st.CostModel.binance_vip0)
+
+    def __attrs_post_init__(self) -> None:
+        cfg = self.config
+        self.market = MarketState(self.clock, int(cfg.risk.stale_after * 1000))
+        settings = ExecutorSettings(order_timeout=cfg.execution.order_timeout)
+        self.manager = PositionManager(
+            self.venues, self.journal, self.clock, PrometheusTelemetry(self.metrics), settings
+        )
+
+    def _params(self) -> st.StrategyParams:
+        cfg = self.config
+        return st.StrategyParams(
+            entry_apr=float(cfg.strategy.entry_apr),
+            exit_apr=float(cfg.strategy.exit_apr),
+            leverage=float(cfg.risk.leverage),
+        )
+
+    def _entries_allowed(self, c: Candidate) -> str | None:
+        if self.halted:
+            return f"halted: {self.halted}"
+        stale = self.market.stale([c.perp.id, c.spot.id])
+        if stale:
+            return f"stale market data: {', '.join(map(str, stale))}"
+        return None
+
+    async def kill(self, reason: str) -> dict[str, Any]:
+        """Kill switch: no new entries, flatten every position (journaled by each position)."""
+        self.halted = reason or "kill switch"
+        self.metrics.record_kill("http")
+        self.manager.flatten_all(self.halted)
+        return {"halted": True, "reason": self.halted, "positions": len(self.manager.active())}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled. Positions clean up (shielded) when this is cancelled."""
+        cfg = self.config
+        await self.journal.append([Entry(EngineStarted(cfg.mode.value, "0.1.0"), self.clock.now_ms())])
+        candidates = await candidates_for(self.venues, cfg.symbols)
+        instruments = [i for c in candidates for i in (c.perp.id, c.spot.id)]
+        async with trio.open_nursery() as root:
+            await root.start(self.journal.run_writer)
+            await root.start(self.manager.run)
+            recovered = fold_journal(await self.journal.read())
+            for pid, why in recovered.mismatches.items():
+                log.critical("position %s does not replay from the journal: %s", pid, why)
+            for position in recovered.open():
+                await self.manager.adopt_position(position)
+            health = EngineHealth(self.manager, self.market, instruments, self.kill)
+            self.health = health
+            for name, venue in self.venues.items():
+                health.venues_connected[name] = False
+                await root.start(self._run_venue, venue, [i for i in instruments if i.venue == name])
+            health.reconciled = True
+            self.trader = CarryTrader(
+                self.market,
+                self.manager,
+                candidates,
+                self.costs,
+                self._params(),
+                float(cfg.risk.capital),
+                float(cfg.risk.max_position_notional),
+                cfg.risk.max_open_positions,
+                hedge_timeout_ms=int(cfg.execution.hedge_timeout * 1000),
+                leg_a_is_perp=cfg.strategy.leg_a is Market.PERPETUAL,
+                entries_allowed=self._entries_allowed,
+            )
+            await root.start(self.trader.run)
+            await root.start(self._run_http, health)
+            await root.start(run_status, self, cfg.execution.status_interval)
+            task_status.started()
+
+    async def _run_venue(
+        self, venue: Venue, instruments: list[InstrumentId], *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        market_send, market_receive = trio.open_memory_channel[VenueEvent](1024)
+        user_send, user_receive = trio.open_memory_channel[VenueEvent](10_000)
+        assert self.health is not None
+        health = self.health
+
+        def on_user(event: VenueEvent) -> None:
+            if isinstance(event, StreamDisconnected):
+                health.venues_connected[event.venue] = False
+                self.metrics.record_reconnect(event.venue, event.stream)
+            elif isinstance(event, StreamResynced):
+                health.venues_connected[event.venue] = True
+            self.manager.route(event)
+
+        async with trio.open_nursery() as n:
+            await n.start(run_ingest, market_receive, self.market, on_user)
+            await n.start(run_ingest, user_receive, self.market, on_user)
+            await n.start(venue.run_market_data, instruments, market_send)
+            await n.start(venue.run_user_data, user_send)
+            health.venues_connected[venue.name] = True
+            task_status.started()
+
+    async def _run_http(self, health: EngineHealth, *, task_status: trio.TaskStatus[None]) -> None:
+        from fundarb.http import create_app, run_http_server
+
+        cfg = self.config
+        bind = f"{cfg.http.bind.host}:{cfg.http.bind.port}"
+        app = create_app(health, self.metrics, bind=bind, admin_token=cfg.http.admin_token)
+        async with trio.open_nursery() as n:
+            self.http_urls = await n.start(run_http_server, app, bind)
+            log.info("health endpoint on %s", ", ".join(self.http_urls))
+            task_status.started()
+
+    def flatten_on_exit(self) -> None:
+        """Mark every open position to be flattened (not just de-risked) by its clean-up."""
+        for runner in self.manager.active():
+            if runner.state is not PositionState.FAILED:
+                runner.cleanup_reason = CleanupReason.FLATTEN
+
+
+async def run_engine(
+    config: Config,
+    venues: dict[str, Venue],
+    *,
+    metrics: Metrics | None = None,
+    clock: EngineClock | None = None,
+    task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open the journal and run an :class:`Engine` on ``venues`` until cancelled or a signal."""
+    clock = clock or EngineClock.start()
+    async with open_journal(
+        config.database_url.reveal() if config.database_url else None, config.data_dir
+    ) as journal:
+        engine = Engine(config, venues, journal, clock, metrics or create_metrics())
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as n:
+                await n.start(engine.run)
+                n.start_soon(_watch_signals, scope, engine, config.strategy.flatten_on_exit)
+                task_status.started(engine)
+
+
+async def _watch_signals(scope: trio.CancelScope, engine: Engine, flatten: bool) -> None:
+    try:
+        signals = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+    except RuntimeError:  # not in the main thread (tests): nothing to watch
+        return
+    with signals as received:
+        async for sig in received:
+            log.warning("signal %s: shutting down (flatten=%s)", signal.Signals(sig).name, flatten)
+            if flatten:
+                engine.flatten_on_exit()
+            scope.cancel()
+            return

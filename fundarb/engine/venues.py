@@ -1,0 +1,61 @@
+"""Build the venues a configuration asks for: the simulated venue in paper mode, real adapters
+when live (or testnet) trading is configured and explicitly enabled."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fundarb.config import Config, Mode
+from fundarb.venues.protocol import Venue
+
+__all__ = ["open_venues", "paper_venue"]
+
+log = logging.getLogger("fundarb.venues")
+
+
+def paper_venue(config: Config) -> Venue:
+    """The simulated venue replaying real history from ``FUNDARB_SIM_START``, time-accelerated."""
+    from fundarb.sim.exchange import SimExchange
+    from fundarb.sim.instruments import default_instruments
+    from fundarb.sim.replay import ReplayDriver
+    from fundarb.sim.venue import DEFAULT_BALANCES, SimVenue
+
+    start = datetime.datetime.combine(config.sim.start, datetime.time(), datetime.UTC)
+    start_ms = int(start.timestamp() * 1000)
+    driver = ReplayDriver.from_data(
+        config.symbols, data_dir=config.sim.data, seed=config.sim.seed, start_ms=start_ms
+    )
+    exchange = SimExchange(
+        default_instruments("sim", tuple(sorted(driver.symbols))), venue="sim", seed=config.sim.seed
+    )
+    exchange.open_account("main", DEFAULT_BALANCES)
+    return SimVenue(exchange, driver, start_ms=max(start_ms, driver.start_ms), speed=config.sim.speed)
+
+
+@asynccontextmanager
+async def open_venues(config: Config) -> AsyncIterator[dict[str, Venue]]:
+    """The configured venues by name; closed on exit."""
+    venues: dict[str, Venue] = {}
+    try:
+        for name in config.venues:
+            if name == "sim" or config.mode is Mode.PAPER:
+                venues["sim"] = paper_venue(config)
+            elif name == "binance":
+                from fundarb.venues.binance import BinanceVenue
+
+                creds = config.credentials
+                assert creds.binance_api_key is not None and creds.binance_api_secret is not None
+                venues["binance"] = BinanceVenue(
+                    creds.binance_api_key.reveal(),
+                    creds.binance_api_secret.reveal(),
+                    testnet=config.binance_testnet or config.mode is Mode.TESTNET,
+                )
+            else:
+                raise ValueError(f"venue {name!r} has no adapter yet")
+        yield venues
+    finally:
+        for venue in venues.values():
+            await venue.aclose()
