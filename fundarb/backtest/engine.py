@@ -193,11 +193,11 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
             # leftover perp margin (none after a liquidation) and transfers stay in the books
         if d:
             # 3. marks, funding, borrow
-            if s == s:
+            # both legs are marked together or not at all: half a hedge marked is a fake PnL swing
+            rate = r_l[k]
+            if valid:
                 basis += d * q * (s - s_last)
                 s_last = s
-            rate = r_l[k]
-            if p == p:
                 move = (-d * q) * (p - p_last)
                 basis += move
                 perp_acct += move

@@ -26,9 +26,9 @@ __all__ = ["DEFAULT_GRID", "WalkForwardResult", "WindowResult", "walk_forward"]
 
 #: parameters searched on each training window (StrategyParams field -> values)
 DEFAULT_GRID: dict[str, tuple[float, ...]] = {
-    "entry_apr": (0.03, 0.08, 0.15),
+    "entry_apr": (0.0, 0.05, 0.10),
     "leverage": (2.0, 3.0, 5.0),
-    "horizon_hours": (168.0, 720.0),
+    "horizon_hours": (720.0, 2160.0),
 }
 
 _OBJECTIVES = ("calmar", "sharpe", "annual_return")
@@ -95,6 +95,7 @@ def walk_forward(
     train_years: int | None = None,
     first_test_year: int | None = None,
     objective: str = "calmar",
+    min_train_days: int = 365,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> WalkForwardResult:
     """Run the walk-forward over calendar-year test windows; see the module docstring."""
@@ -108,7 +109,10 @@ def walk_forward(
     first = first_test_year if first_test_year is not None else lo_year + 1
     if base.start_ms is not None:
         first = max(first, int(str(np.datetime64(base.start_ms, "ms"))[:4]) + 1)
-    test_years = [y for y in range(first, hi_year + 1)]
+    # a test year needs at least ``min_train_days`` of training data before it
+    test_years = [
+        y for y in range(first, hi_year + 1) if _year_ms(y) - data_start >= min_train_days * 86_400_000
+    ]
     if not test_years:
         raise ValueError("not enough data for a walk-forward: need at least one year before a test year")
     keys = list(grid)

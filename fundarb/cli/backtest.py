@@ -155,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
         f"basis-risk charge {costs.basis_risk_apr:.1%}/y"
     )
     notes.append(
-        "information lag (funding periods): " + ", ".join(f"{v}={lags.get(v, 0)}" for v in sorted({v for v, _ in candidates}))
+        "information lag (funding periods): "
+        + ", ".join(f"{v}={lags.get(v, 0)}" for v in sorted({v for v, _ in candidates}))
     )
 
     result = run_portfolio(sleeves, config, args.capital, progress)

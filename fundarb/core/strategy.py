@@ -104,10 +104,10 @@ class CostModel:
 class StrategyParams:
     """Tunable parameters. APRs are yearly fractions (0.10 = 10 %/year)."""
 
-    entry_apr: float = attrs.field(default=0.08, validator=_finite)  #: net APR needed to enter
+    entry_apr: float = attrs.field(default=0.05, validator=_finite)  #: net APR needed to enter
     exit_apr: float = attrs.field(default=0.0, validator=_finite)  #: hold while net APR above this
-    horizon_hours: float = attrs.field(default=24.0 * 14, validator=_positive)  #: cost amortisation
-    max_break_even_hours: float = attrs.field(default=24.0 * 10, validator=_positive)
+    horizon_hours: float = attrs.field(default=24.0 * 30, validator=_positive)  #: cost amortisation
+    max_break_even_hours: float = attrs.field(default=24.0 * 30, validator=_positive)
     ewma_halflife: float = attrs.field(default=6.0, validator=_positive)  #: in funding periods
     leverage: float = attrs.field(default=3.0, validator=_positive)  #: perp leverage wanted
     maintenance_margin: float = attrs.field(default=0.005, validator=_non_negative)
@@ -184,7 +184,7 @@ class CarryEstimate:
     entry_cost: float  #: fraction of notional, both legs
     exit_cost: float
     net_entry_apr: float  #: carry minus running costs minus round trip amortised over the horizon
-    net_hold_apr: float  #: carry minus running costs minus the exit cost amortised (entry is sunk)
+    net_hold_apr: float  #: carry minus running costs, plus the exit cost that holding saves, amortised
     break_even_hours: float  #: hours of carry needed to pay the round trip (inf if never)
 
 
@@ -247,7 +247,8 @@ def estimate_carry(
     running = gross - borrow - costs.basis_risk_apr
     horizon_years = params.horizon_hours / HOURS_PER_YEAR
     net_entry = running - 2.0 * one_way / horizon_years
-    net_hold = running - one_way / horizon_years
+    # holding is worth it while the carry expected over the horizon beats paying the exit cost now
+    net_hold = running + one_way / horizon_years
     be = 2.0 * one_way * HOURS_PER_YEAR / running if running > 1e-12 else math.inf
     return CarryEstimate(
         direction=direction,
@@ -300,18 +301,21 @@ def decide(
 
     Flat: enter the better direction if its net APR (carry minus borrow, basis charge and the
     round trip amortised over ``horizon_hours``) reaches ``entry_apr`` and it breaks even within
-    ``max_break_even_hours``. Holding: exit when the forecast funding flips against the position,
-    or the expected carry no longer pays the exit cost (``net_hold_apr < exit_apr``); otherwise hold.
+    ``max_break_even_hours``. Holding: exit when the carry expected over the horizon is worse
+    than paying the exit cost now (``net_hold_apr < exit_apr``); the reason says whether funding
+    itself flipped against the position or the running costs (borrow, basis charge) outweigh it.
+    A short dip that costs less than the exit is held through: that is the hysteresis.
     """
     if position is not None:
         est = estimate_carry(view, costs, params, position.direction)
         lev = safe_leverage(view.volatility, params)
-        if est.gross_apr < 0.0:
-            return Decision(
-                Action.EXIT, position.direction, 0.0, lev, "funding flipped against position", est
-            )
         if est.net_hold_apr < params.exit_apr:
-            return Decision(Action.EXIT, position.direction, 0.0, lev, "carry no longer pays exit cost", est)
+            why = (
+                "funding flipped against position"
+                if est.gross_apr < 0.0
+                else "carry no longer pays exit cost"
+            )
+            return Decision(Action.EXIT, position.direction, 0.0, lev, why, est)
         return Decision(Action.HOLD, position.direction, position.notional, lev, "carry still pays", est)
 
     best: CarryEstimate | None = None

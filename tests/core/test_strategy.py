@@ -74,6 +74,7 @@ def test_costs_break_even_and_borrow() -> None:
     assert e.break_even_hours == pytest.approx(0.003 / (0.0001 / 8))
     h = PARAMS.horizon_hours / 8760
     assert e.net_entry_apr == pytest.approx(0.1095 - 0.003 / h)
+    assert e.net_hold_apr == pytest.approx(0.1095 + 0.0015 / h)
     short = estimate_carry(view(-0.0003), COSTS, PARAMS, -1)
     assert short.borrow_apr == 0.10 and short.gross_apr == pytest.approx(0.0003 * 1095)
     assert estimate_carry(view(-0.00009), COSTS, PARAMS, -1).break_even_hours == math.inf  # borrow eats it
@@ -97,19 +98,25 @@ def test_stay_out_below_threshold_and_on_long_break_even() -> None:
 
 def test_hysteresis_holds_where_it_would_not_enter() -> None:
     pos = OpenPosition(direction=1, notional=1e5)
-    r = 0.00012  # pays running costs and the exit, not a new round trip at the entry threshold
-    assert decide(None, view(r), COSTS, PARAMS, BUDGET).action is Action.STAY_OUT
-    assert decide(pos, view(r), COSTS, PARAMS, BUDGET).action is Action.HOLD
+    for r in (0.00006, 0.0, -0.00001):  # too little to enter; a small dip costs less than exiting
+        assert decide(None, view(r), COSTS, PARAMS, BUDGET).action is Action.STAY_OUT
+        assert decide(pos, view(r), COSTS, PARAMS, BUDGET).action is Action.HOLD
 
 
 def test_exits() -> None:
     pos = OpenPosition(direction=1, notional=1e5)
     d = decide(pos, view(-0.0001), COSTS, PARAMS, BUDGET)
     assert d.action is Action.EXIT and d.reason == "funding flipped against position"
-    d = decide(pos, view(0.00001), COSTS, PARAMS, BUDGET)
-    assert d.action is Action.EXIT and d.reason == "carry no longer pays exit cost"
+    # exit exactly where the carry over the horizon stops beating the exit cost
+    h = PARAMS.horizon_hours / 8760
+    edge = -0.0015 / h / 1095  # rate per period at which running carry == -exit cost / horizon
+    assert decide(pos, view(edge * 0.99), COSTS, PARAMS, BUDGET).action is Action.HOLD
+    assert decide(pos, view(edge * 1.01), COSTS, PARAMS, BUDGET).action is Action.EXIT
+    # short spot: positive carry from funding, but borrow costs more
     short = OpenPosition(direction=-1, notional=1e5)
-    assert decide(short, view(0.0001), COSTS, PARAMS, BUDGET).action is Action.EXIT
+    d = decide(short, view(-0.00005), COSTS, PARAMS, BUDGET)
+    assert d.action is Action.EXIT and d.reason == "carry no longer pays exit cost"
+    assert decide(short, view(0.0001), COSTS, PARAMS, BUDGET).reason == "funding flipped against position"
 
 
 def test_safe_leverage_falls_with_volatility() -> None:
