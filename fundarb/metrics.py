@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -169,13 +170,14 @@ class Metrics:
 
     # --- book -------------------------------------------------------------------------------------
 
-    def set_positions_by_state(self, counts: dict[object, int]) -> None:
-        """Set ``fundarb_positions`` from ``{state: count}``; states absent from ``counts`` go to 0."""
+    def set_positions_by_state(self, counts: Mapping[Any, int]) -> None:
+        """Set ``fundarb_positions`` from ``{state: count}`` (PositionState or its value); states
+        absent from ``counts`` go to 0."""
         values = {label_value(state): int(n) for state, n in counts.items()}
-        for state in PositionState:
-            self.positions.labels(state=state.value).set(values.pop(state.value, 0))
-        for state, n in values.items():  # a state this module does not know yet: still exported
-            self.positions.labels(state=state).set(n)
+        for known in PositionState:
+            self.positions.labels(state=known.value).set(values.pop(known.value, 0))
+        for label, n in values.items():  # a state this module does not know yet: still exported
+            self.positions.labels(state=label).set(n)
 
     def record_funding(self, venue: str, amount: float) -> None:
         """A funding payment at ``venue``, quote currency: positive received, negative paid."""

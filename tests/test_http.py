@@ -4,6 +4,7 @@ switch's guards, secrets kept out of answers and logs, and a real hypercorn serv
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -380,10 +381,10 @@ def test_redact_secrets_walks_nested_values_and_leaves_others() -> None:
 async def test_lifespan_startup_and_shutdown_complete() -> None:
     app, _, _ = make()
     to_app, app_inbox = trio.open_memory_channel[dict[str, Any]](2)
-    app_outbox, from_app = trio.open_memory_channel[dict[str, Any]](2)
+    app_outbox, from_app = trio.open_memory_channel[MutableMapping[str, Any]](2)
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(app, {"type": "lifespan"}, app_inbox.receive, app_outbox.send)
+            nursery.start_soon(partial(app, {"type": "lifespan"}, app_inbox.receive, app_outbox.send))
             await to_app.send({"type": "lifespan.startup"})
             assert await from_app.receive() == {"type": "lifespan.startup.complete"}
             await to_app.send({"type": "lifespan.shutdown"})
