@@ -138,6 +138,7 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
     owed_rates: list[float] = []  # funding settled while the perp mark was missing
     last_borrow_ms = 0
     spot_close_pending = False  # after a liquidation, the spot leg still has to be sold
+    no_budget = SizingBudget(total_capital=capital, free_capital=0.0)
 
     funding = basis = fees = slip = borrow = 0.0
     trades = rebalances = liqs = skipped = 0
@@ -288,11 +289,13 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
         if config.policy == "naive":
             action, new_d, notional, new_lev, reason = _naive(d, params, equity_now, cash, spot_close_pending)
         else:
-            pos = OpenPosition(direction=d, notional=q * p, entered_ms=entered_ms) if d else None
-            free_cap = max(cash, 0.0) if not d else 0.0
-            if spot_close_pending:
-                free_cap = 0.0
-            budget = SizingBudget(total_capital=max(equity_now, 1e-9), free_capital=free_cap)
+            if d:
+                pos: OpenPosition | None = OpenPosition(direction=d, notional=q * p, entered_ms=entered_ms)
+                budget = no_budget  # not used while a position is held
+            else:
+                pos = None
+                free_cap = 0.0 if spot_close_pending else max(cash, 0.0)
+                budget = SizingBudget(total_capital=max(equity_now, 1e-9), free_capital=free_cap)
             dec = decide(pos, view, costs, params, budget)
             action, new_d, notional, new_lev, reason = (
                 dec.action,

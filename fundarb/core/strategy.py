@@ -136,17 +136,43 @@ class MarketView:
     """
 
     now_ms: int
-    interval_hours: float = attrs.field(validator=_positive)
+    interval_hours: float
     funding_history: tuple[float, ...]
-    spot_price: float = attrs.field(validator=_positive)
-    perp_price: float = attrs.field(validator=_positive)
-    volatility: float = attrs.field(validator=_non_negative)
+    spot_price: float
+    perp_price: float
+    volatility: float
     published_next_rate: float | None = None
-    spot_spread: float = attrs.field(default=0.0, validator=_non_negative)
-    perp_spread: float = attrs.field(default=0.0, validator=_non_negative)
+    spot_spread: float = 0.0
+    perp_spread: float = 0.0
     depth: float | None = None
     venue: str = ""
     symbol: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        # one combined check (this is built once per decision): positive prices and interval,
+        # non-negative volatility and spreads, all finite
+        ok = (
+            self.interval_hours > 0
+            and self.spot_price > 0
+            and self.perp_price > 0
+            and self.volatility >= 0
+            and self.spot_spread >= 0
+            and self.perp_spread >= 0
+            and math.isfinite(
+                self.interval_hours
+                + self.spot_price
+                + self.perp_price
+                + self.volatility
+                + self.spot_spread
+                + self.perp_spread
+            )
+        )
+        if not ok:
+            raise InvalidValue(
+                "MarketView needs finite positive interval and prices, finite non-negative volatility "
+                f"and spreads; got interval={self.interval_hours!r} spot={self.spot_price!r} "
+                f"perp={self.perp_price!r} vol={self.volatility!r} spreads={self.spot_spread!r}/{self.perp_spread!r}"
+            )
 
 
 @attrs.frozen
@@ -232,12 +258,23 @@ def leg_cost(fee: float, spread: float, slippage: float) -> float:
 
 
 def estimate_carry(
-    view: MarketView, costs: CostModel, params: StrategyParams, direction: int
+    view: MarketView,
+    costs: CostModel,
+    params: StrategyParams,
+    direction: int,
+    forecast: float | None = None,
 ) -> CarryEstimate:
-    """Expected net carry of ``direction`` (+1 or -1) for ``view``; see :class:`CarryEstimate`."""
+    """Expected net carry of ``direction`` (+1 or -1) for ``view``; see :class:`CarryEstimate`.
+
+    ``forecast`` (rate per period) defaults to :func:`forecast_rate` of the view.
+    """
     if direction not in (1, -1):
         raise InvalidValue(f"direction must be +1 or -1, got {direction}")
-    f = forecast_rate(view.funding_history, view.published_next_rate, params, view.interval_hours)
+    f = (
+        forecast_rate(view.funding_history, view.published_next_rate, params, view.interval_hours)
+        if forecast is None
+        else forecast
+    )
     periods_per_year = HOURS_PER_YEAR / view.interval_hours
     gross = direction * f * periods_per_year
     borrow = costs.borrow_apr if direction == -1 else 0.0
@@ -318,9 +355,10 @@ def decide(
             return Decision(Action.EXIT, position.direction, 0.0, lev, why, est)
         return Decision(Action.HOLD, position.direction, position.notional, lev, "carry still pays", est)
 
+    f = forecast_rate(view.funding_history, view.published_next_rate, params, view.interval_hours)
     best: CarryEstimate | None = None
     for direction in (1, -1) if params.allow_short_spot else (1,):
-        est = estimate_carry(view, costs, params, direction)
+        est = estimate_carry(view, costs, params, direction, f)
         if best is None or est.net_entry_apr > best.net_entry_apr:
             best = est
     assert best is not None
