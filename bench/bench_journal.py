@@ -143,7 +143,9 @@ async def bench_postgres(args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"fundarb journal benchmark: {os.cpu_count()} CPUs, critical n={args.critical}, batched n={args.batched}")
+    print(
+        f"fundarb journal benchmark: {os.cpu_count()} CPUs, critical n={args.critical}, batched n={args.batched}"
+    )
     if args.backend in ("sqlite", "all"):
         await bench_sqlite(args)
     if args.backend in ("postgres", "all"):

@@ -29,7 +29,7 @@ async def _settle(pool, size: int, idle: int) -> None:
     """Let asyncpg finish the shielded releases it runs after a cancellation (a few ms at most),
     then insist that the pool is back where it was."""
     with trio.move_on_after(5):
-        while (pool.get_size(), pool.get_idle_size()) != (size, idle):  # noqa: ASYNC110
+        while (pool.get_size(), pool.get_idle_size()) != (size, idle):
             await trio.lowlevel.checkpoint()
     assert (pool.get_size(), pool.get_idle_size()) == (size, idle), "pool size/idle changed"
 
