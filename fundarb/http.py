@@ -23,9 +23,9 @@ only when all of these hold, and answers 200 with the engine's result:
 - the request carries ``Authorization: Bearer <token>``; the comparison is constant-time on
   SHA-256 digests, and the app keeps only the digest, never the token (else 403).
 
-Refusals never echo the presented credentials. The engine journals the kill (the provider's
-job); this module counts accepted HTTP kills in ``fundarb_kill_switch_activations_total``
-with ``source="http"``.
+Refusals never echo the presented credentials. The provider's ``kill`` journals the kill and
+counts it in ``fundarb_kill_switch_activations_total`` (it knows the source; this module does
+not count, so a kill is counted once).
 
 Start the server from the engine's root nursery::
 
@@ -296,7 +296,6 @@ class HttpApp:
             log.exception("kill: the engine's kill() raised")
             await _send_json(send, 500, {"error": f"kill failed: {type(exc).__name__}"})
             return
-        self.metrics.record_kill("http")
         try:
             payload = _dumps({"killed": True, "reason": reason, "result": redact_secrets(result)})
         except TypeError as exc:  # the kill happened; only its summary cannot be encoded

@@ -212,7 +212,7 @@ async def test_kill_with_the_right_token_calls_the_engine_and_counts_it() -> Non
         "result": {"mode": "halted", "flattening": 2},
     }
     assert source.kills == ["cascade on binance"]
-    assert kills_counted(metrics) == 1.0
+    assert kills_counted(metrics) == 0.0  # the provider counts (the engine's kill does), not the app
     assert TOKEN not in r.text
 
 
@@ -413,7 +413,7 @@ async def test_real_hypercorn_server_on_an_ephemeral_loopback_port(caplog: pytes
     assert refused.status_code == 403
     assert killed.status_code == 200 and source.kills == ["from test"]
     assert scraped.status_code == 200
-    assert 'fundarb_kill_switch_activations_total{source="http"} 1.0' in scraped.text
+    assert 'fundarb_positions{state="hedged"} 0.0' in scraped.text
     assert 'fundarb_venue_api_errors_total{kind="RuntimeError",venue="binance"} 1.0' in scraped.text
     for text in (healthz.text, readyz.text, refused.text, killed.text, scraped.text, caplog.text):
         assert TOKEN not in text and API_SECRET not in text
