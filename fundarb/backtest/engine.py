@@ -243,28 +243,40 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
             if (
                 perp_acct < config.rebalance_low * target or perp_acct > config.rebalance_high * target
             ) and not (pend_perp or pend_cash):
-                need = target - perp_acct
-                if need > 0:
-                    free = cash if d == 1 else cash - q * s * (1.0 + params.short_spot_margin)
-                    if free < need and d == 1:
-                        # sell part of both legs so the freed cash tops the perp leg up
-                        dq = (need - max(free, 0.0)) / (s * (1.0 - spot_cost) + p / lev)
-                        dq = min(dq, q)
-                        trade_cost(dq, s, p)
-                        cash += dq * s * (1.0 - spot_cost)
-                        perp_acct -= dq * p * perp_cost
-                        q -= dq
-                        need = q * p / lev - perp_acct
-                        free = cash
-                    amount = min(need, max(free, 0.0))
-                    if amount > 0:
-                        cash -= amount
-                        pend_perp, pend_perp_at = amount, t + delay_ms
-                        rebalances += 1
-                else:
-                    perp_acct += need
-                    pend_cash, pend_cash_at = -need, t + delay_ms
+                if d == 1:
+                    # resize both legs so the sleeve's money is fully deployed again at the target
+                    # leverage (spot sold or bought, perp reduced or added), then move collateral
+                    deployable = cash + q * s + perp_acct
+                    q_new = max(0.0, deployable / (s * (1.0 + spot_cost) + p * (1.0 / lev + perp_cost)))
+                    if config.max_notional is not None:
+                        q_new = min(q_new, config.max_notional / p)
+                    dq = q_new - q
+                    adq = abs(dq)
+                    trade_cost(adq, s, p)
+                    cash -= dq * s + adq * s * spot_cost
+                    perp_acct -= adq * p * perp_cost
+                    q = q_new
+                    move_amt = q * p / lev - perp_acct
+                    if move_amt > 0:
+                        cash -= move_amt
+                        pend_perp, pend_perp_at = move_amt, t + delay_ms
+                    else:
+                        perp_acct += move_amt
+                        pend_cash, pend_cash_at = -move_amt, t + delay_ms
                     rebalances += 1
+                else:
+                    need = target - perp_acct
+                    if need > 0:
+                        # the short spot leg's surplus margin (if any) tops the perp up
+                        amount = min(need, max(cash - q * s * (1.0 + params.short_spot_margin), 0.0))
+                        if amount > 0:
+                            cash -= amount
+                            pend_perp, pend_perp_at = amount, t + delay_ms
+                            rebalances += 1
+                    else:
+                        perp_acct += need
+                        pend_cash, pend_cash_at = -need, t + delay_ms
+                        rebalances += 1
 
         # 6. decide with what is known at t
         known = kn_l[k]
