@@ -81,3 +81,11 @@ def test_real_data_books_balance_and_daily_combination() -> None:
 def test_bad_capital_rejected() -> None:
     with pytest.raises(ValueError):
         run_sleeve(flat_sleeve([0.0] * 3), 0.0, BacktestConfig())
+
+
+def test_package_exports_are_documented() -> None:
+    import fundarb.backtest as pkg
+
+    for name in pkg.__all__:
+        obj = getattr(pkg, name)
+        assert isinstance(obj, dict) or obj.__doc__, name
