@@ -193,12 +193,17 @@ class Journal(Protocol):
         """The batched writer service; start with ``nursery.start``."""
         ...
 
-    async def read(self, from_seq: int = 0, limit: int | None = None) -> list[Record]:
-        """Decoded records with ``seq >= from_seq`` in seq order, at most ``limit``."""
+    async def read(
+        self, from_seq: int = 0, limit: int | None = None, *, position_id: str | None = None
+    ) -> list[Record]:
+        """Decoded records with ``seq >= from_seq`` in seq order, at most ``limit``, optionally
+        only those of one position."""
         ...
 
-    async def read_raw(self, from_seq: int = 0, limit: int | None = None) -> list[RawRecord]:
-        """Undecoded rows with ``seq >= from_seq`` in seq order, at most ``limit``."""
+    async def read_raw(
+        self, from_seq: int = 0, limit: int | None = None, *, position_id: str | None = None
+    ) -> list[RawRecord]:
+        """Undecoded rows, selected as by :meth:`read`."""
         ...
 
     async def last_seq(self) -> int:
@@ -262,7 +267,7 @@ class JournalBase:
     async def _db_last_seq(self) -> int:
         raise NotImplementedError
 
-    async def _db_read(self, from_seq: int, limit: int | None) -> list[RawRecord]:
+    async def _db_read(self, from_seq: int, limit: int | None, position_id: str | None) -> list[RawRecord]:
         raise NotImplementedError
 
     # --- encoding -------------------------------------------------------------------------------
@@ -392,16 +397,22 @@ class JournalBase:
 
     # --- reading --------------------------------------------------------------------------------
 
-    async def read(self, from_seq: int = 0, limit: int | None = None) -> list[Record]:
-        """Decoded records with ``seq >= from_seq`` in seq order, at most ``limit``."""
-        return [self.decode(r) for r in await self.read_raw(from_seq, limit)]
+    async def read(
+        self, from_seq: int = 0, limit: int | None = None, *, position_id: str | None = None
+    ) -> list[Record]:
+        """Decoded records with ``seq >= from_seq`` in seq order, at most ``limit``, optionally
+        only those of one position. Page through a long journal with ``from_seq=last.seq + 1``."""
+        raw = await self.read_raw(from_seq, limit, position_id=position_id)
+        return [self.decode(r) for r in raw]
 
-    async def read_raw(self, from_seq: int = 0, limit: int | None = None) -> list[RawRecord]:
-        """Undecoded rows with ``seq >= from_seq`` in seq order, at most ``limit``."""
+    async def read_raw(
+        self, from_seq: int = 0, limit: int | None = None, *, position_id: str | None = None
+    ) -> list[RawRecord]:
+        """Undecoded rows, selected as by :meth:`read` (for tools that must show a bad row)."""
         self._check_open()
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
-        return await self._db_read(from_seq, limit)
+        return await self._db_read(from_seq, limit, position_id)
 
     async def last_seq(self) -> int:
         """The highest stored seq (0 when empty)."""

@@ -180,9 +180,10 @@ class Codec:
             items = [conv.unstructure(v) for v in value]
             return sorted(items, key=orjson.dumps)
 
-        conv.register_unstructure_hook_func(
-            lambda t: typing.get_origin(t) in (frozenset, set) or t in (frozenset, set), unstructure_set
-        )
+        def is_set(tp: Any) -> bool:
+            return tp in (frozenset, set) or typing.get_origin(tp) in (frozenset, set)
+
+        conv.register_unstructure_hook_func(is_set, unstructure_set)
 
         def is_attrs_union(tp: Any) -> bool:
             if not _is_union(tp):

@@ -129,12 +129,15 @@ class PostgresJournal(JournalBase):
         )
         return int(value)
 
-    async def _db_read(self, from_seq: int, limit: int | None) -> list[RawRecord]:
+    async def _db_read(self, from_seq: int, limit: int | None, position_id: str | None) -> list[RawRecord]:
+        where = "seq >= $2"
+        args: list[Any] = [limit, from_seq]
+        if position_id is not None:  # a separate statement, so its plan can use the index
+            where, args = "seq >= $2 AND position_id = $3", [limit, from_seq, position_id]
         rows = await trio_asyncio.aio_as_trio(_fetch)(
             self._pool(),
-            "SELECT seq, ts_ms, kind, position_id, payload, crc FROM journal "
-            "WHERE seq >= $1 ORDER BY seq LIMIT $2",
-            [from_seq, limit],
+            f"SELECT seq, ts_ms, kind, position_id, payload, crc FROM journal WHERE {where} ORDER BY seq LIMIT $1",
+            args,
         )
         return [RawRecord(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
 
@@ -251,7 +254,9 @@ async def _migrate(pool: asyncpg.Pool, schema: str | None, migrations: tuple[mig
         return current
 
 
-async def _create_pool(url: str, schema: str | None, min_size: int, max_size: int, settings: dict[str, str]):
+async def _create_pool(
+    url: str, schema: str | None, min_size: int, max_size: int, settings: dict[str, str]
+) -> asyncpg.Pool:
     server_settings = {"application_name": "fundarb-journal", **settings}
     if schema is not None:
         server_settings["search_path"] = schema

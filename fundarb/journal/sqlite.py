@@ -137,8 +137,8 @@ class SqliteJournal(JournalBase):
     async def _db_last_seq(self) -> int:
         return await self._run(_last_seq)
 
-    async def _db_read(self, from_seq: int, limit: int | None) -> list[RawRecord]:
-        return await self._run(_read, from_seq, limit)
+    async def _db_read(self, from_seq: int, limit: int | None, position_id: str | None) -> list[RawRecord]:
+        return await self._run(_read, from_seq, limit, position_id)
 
     # --- projections and meta -------------------------------------------------------------------
 
@@ -156,8 +156,9 @@ class SqliteJournal(JournalBase):
     async def orders(self, position_id: str | None = None) -> list[OrderRow]:
         """The orders projection, by client order id, optionally of one position."""
         self._check_open()
+        args: tuple[str, ...] = ()
         if position_id is None:
-            q, args = f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY client_order_id", ()
+            q = f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY client_order_id"
         else:
             q = f"SELECT {_ORDER_COLUMNS} FROM orders WHERE position_id = ? ORDER BY client_order_id"
             args = (position_id,)
@@ -221,10 +222,14 @@ def _last_seq(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
 
 
-def _read(conn: sqlite3.Connection, from_seq: int, limit: int | None) -> list[RawRecord]:
+def _read(
+    conn: sqlite3.Connection, from_seq: int, limit: int | None, position_id: str | None
+) -> list[RawRecord]:
+    where = "seq >= ?" if position_id is None else "seq >= ? AND position_id = ?"
+    args: tuple[Any, ...] = (from_seq,) if position_id is None else (from_seq, position_id)
     rows = conn.execute(
-        "SELECT seq, ts_ms, kind, position_id, payload, crc FROM journal WHERE seq >= ? ORDER BY seq LIMIT ?",
-        (from_seq, -1 if limit is None else limit),
+        f"SELECT seq, ts_ms, kind, position_id, payload, crc FROM journal WHERE {where} ORDER BY seq LIMIT ?",
+        (*args, -1 if limit is None else limit),
     ).fetchall()
     return [RawRecord(s, t, k, p, bytes(d), c) for (s, t, k, p, d, c) in rows]
 

@@ -58,6 +58,14 @@ def open_test_journal(backend: str, tmp_path: Path) -> Iterator[Opener]:
         _drop_schema(schema)
 
 
+@pytest.fixture
+def schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name, dropped after the test."""
+    name = f"fundarb_test_{uuid.uuid4().hex[:16]}"
+    yield name
+    _drop_schema(name)
+
+
 async def run_sql(journal: Any, query: str, *args: Any) -> list[tuple[Any, ...]]:
     """Run raw SQL on the journal's own database (to corrupt rows, like a failing disk would)."""
     if journal.backend == "sqlite":

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -12,17 +10,10 @@ import trio
 from fundarb.journal import Entry, JournalError
 from fundarb.journal.postgres import open_postgres_journal, redact_url
 
-from .conftest import _drop_schema, pg_url
+from .conftest import pg_url
 from .test_journal import StateChanged
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    name = f"fundarb_test_{uuid.uuid4().hex[:16]}"
-    yield name
-    _drop_schema(name)
 
 
 async def _settle(pool, size: int, idle: int) -> None:
