@@ -181,7 +181,8 @@ def walk_forward(
 
 def _with(base: BacktestConfig, combo: Mapping[str, float]) -> Any:
     try:
-        return attrs.evolve(base.params, **combo)
+        kwargs: dict[str, Any] = dict(combo)
+        return attrs.evolve(base.params, **kwargs)
     except ValueError:
         return None  # e.g. an exit threshold above the entry threshold: not a valid candidate
 

@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
         lags[venue] = int(n)
     try:
         params = StrategyParams()
-        changes: dict[str, float] = {}
+        changes: dict[str, Any] = {}
         if args.leverage is not None:
             changes["leverage"] = args.leverage
         if args.entry_apr is not None:
