@@ -52,7 +52,7 @@ def discover_candidates(
         if "perp" in missing and (v, "perp_coin", s) in prices:
             skipped.append((v, s, "coin-margined (inverse) perp: not modelled by the backtester"))
         elif missing:
-            skipped.append((v, s, "no " + " or ".join(missing) + " prices"))
+            skipped.append((v, s, "no " + " and no ".join(missing) + " prices"))
         else:
             ok.append((v, s))
     return ok, skipped
