@@ -93,6 +93,9 @@ class CostModel:
     slippage: float = attrs.field(default=0.0001, validator=_non_negative)
     borrow_apr: float = attrs.field(default=0.10, validator=_non_negative)
     basis_risk_apr: float = attrs.field(default=0.01, validator=_non_negative)
+    #: price impact per leg per trade, as a fraction of notional per unit of (notional / depth);
+    #: used only when the market view carries a ``depth``
+    impact: float = attrs.field(default=0.0, validator=_non_negative)
 
     @classmethod
     def binance_vip0(cls, *, perp_maker: bool = False, borrow_apr: float = 0.10) -> CostModel:
@@ -263,10 +266,12 @@ def estimate_carry(
     params: StrategyParams,
     direction: int,
     forecast: float | None = None,
+    notional: float = 0.0,
 ) -> CarryEstimate:
     """Expected net carry of ``direction`` (+1 or -1) for ``view``; see :class:`CarryEstimate`.
 
-    ``forecast`` (rate per period) defaults to :func:`forecast_rate` of the view.
+    ``forecast`` (rate per period) defaults to :func:`forecast_rate` of the view. Where the view
+    has a ``depth``, each leg's trade also pays ``costs.impact * notional / depth``.
     """
     if direction not in (1, -1):
         raise InvalidValue(f"direction must be +1 or -1, got {direction}")
@@ -281,6 +286,8 @@ def estimate_carry(
     one_way = leg_cost(costs.perp_fee, view.perp_spread, costs.slippage) + leg_cost(
         costs.spot_fee, view.spot_spread, costs.slippage
     )
+    if view.depth is not None and view.depth > 0 and notional > 0:
+        one_way += 2.0 * costs.impact * notional / view.depth
     running = gross - borrow - costs.basis_risk_apr
     horizon_years = params.horizon_hours / HOURS_PER_YEAR
     net_entry = running - 2.0 * one_way / horizon_years
@@ -338,7 +345,8 @@ def decide(
 
     Flat: enter the better direction if its net APR (carry minus borrow, basis charge and the
     round trip amortised over ``horizon_hours``) reaches ``entry_apr`` and it breaks even within
-    ``max_break_even_hours``. Holding: exit when the carry expected over the horizon is worse
+    ``max_break_even_hours`` (and, where the view has a depth, still does at the chosen size,
+    after price impact). Holding: exit when the carry expected over the horizon is worse
     than paying the exit cost now (``net_hold_apr < exit_apr``); the reason says whether funding
     itself flipped against the position or the running costs (borrow, basis charge) outweigh it.
     A short dip that costs less than the exit is held through: that is the hysteresis.
@@ -370,4 +378,9 @@ def decide(
     notional = size_notional(best.direction, lev, budget, params)
     if notional < params.min_notional:
         return Decision(Action.STAY_OUT, 0, 0.0, lev, "no capital within caps", best)
+    if view.depth is not None and costs.impact > 0:
+        sized = estimate_carry(view, costs, params, best.direction, f, notional)
+        if sized.net_entry_apr < params.entry_apr:
+            return Decision(Action.STAY_OUT, 0, 0.0, lev, "carry below entry threshold at this size", sized)
+        best = sized
     return Decision(Action.ENTER, best.direction, notional, lev, "carry above entry threshold", best)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -174,3 +175,18 @@ def test_decisions_are_consistent(rate: float, vol: float, free: float) -> None:
         assert d.estimate is not None and d.estimate.net_entry_apr >= PARAMS.entry_apr
     else:
         assert d.action is Action.STAY_OUT and d.notional == 0.0
+
+
+def test_depth_impact_can_block_a_large_entry() -> None:
+    costs = CostModel(
+        perp_fee=0.0005, spot_fee=0.001, slippage=0.0, borrow_apr=0.1, basis_risk_apr=0.0, impact=0.001
+    )
+    base = view(0.0002)
+    assert decide(None, base, costs, PARAMS, BUDGET).action is Action.ENTER  # no depth known: no impact
+    deep = MarketView(**{**attrs.asdict(base), "depth": 1e9})
+    shallow = MarketView(**{**attrs.asdict(base), "depth": 1e4})
+    assert decide(None, deep, costs, PARAMS, BUDGET).action is Action.ENTER
+    d = decide(None, shallow, costs, PARAMS, BUDGET)
+    assert d.action is Action.STAY_OUT and d.reason == "carry below entry threshold at this size"
+    e = estimate_carry(shallow, costs, PARAMS, 1, notional=1e4)
+    assert e.entry_cost == pytest.approx(0.0015 + 2 * 0.001)
