@@ -157,14 +157,18 @@ def _check_increase(intent: OrderIntent, book: RiskBook, limits: RiskLimits, now
         )
     add = intent.notional
     venue = intent.instrument.venue
+    pos_gross, asset_gross, venue_gross, total_gross = book.gross_for(intent.position_id, intent.asset, venue)
     caps = (
-        (RiskReason.POSITION_NOTIONAL, book.gross(position_id=intent.position_id), limits.max_position_notional,
-         f"position {intent.position_id}"),
-        (RiskReason.ASSET_NOTIONAL, book.gross(asset=intent.asset), limits.asset_cap(intent.asset),
-         f"asset {intent.asset}"),
-        (RiskReason.VENUE_NOTIONAL, book.gross(venue=venue), limits.venue_cap(venue), f"venue {venue}"),
-        (RiskReason.TOTAL_NOTIONAL, book.gross(), limits.max_total_notional, "total"),
-    )  # fmt: skip
+        (
+            RiskReason.POSITION_NOTIONAL,
+            pos_gross,
+            limits.max_position_notional,
+            f"position {intent.position_id}",
+        ),
+        (RiskReason.ASSET_NOTIONAL, asset_gross, limits.asset_cap(intent.asset), f"asset {intent.asset}"),
+        (RiskReason.VENUE_NOTIONAL, venue_gross, limits.venue_cap(venue), f"venue {venue}"),
+        (RiskReason.TOTAL_NOTIONAL, total_gross, limits.max_total_notional, "total"),
+    )
     for reason, now_gross, cap, what in caps:
         if now_gross + add > cap:
             return _deny(reason, f"{what} notional {now_gross} + {add} > cap {cap}", active)
@@ -178,7 +182,7 @@ def _check_increase(intent: OrderIntent, book: RiskBook, limits: RiskLimits, now
             return _deny(
                 RiskReason.LEVERAGE, f"leverage {intent.leverage} > cap {limits.max_leverage}", active
             )
-    total_after = book.gross() + add
+    total_after = total_gross + add
     if book.equity <= 0:
         return _deny(RiskReason.GROSS_LEVERAGE, f"equity {book.equity} leaves no room for exposure", active)
     gross_leverage = total_after / book.equity

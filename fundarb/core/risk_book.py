@@ -259,6 +259,23 @@ class RiskBook:
         """Net held quantity of ``asset`` over the whole book, every venue."""
         return sum((e.quantity for e in self.exposures if e.asset == asset), ZERO)
 
+    def gross_for(
+        self, position_id: str, asset: str, venue: str
+    ) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """Gross committed notional of (one position, one asset, one venue, the whole book), in
+        one pass: what the gate's four caps compare against."""
+        pos = ast = ven = tot = ZERO
+        for e in self.exposures:
+            n = e.committed_notional
+            tot += n
+            if e.position_id == position_id:
+                pos += n
+            if e.asset == asset:
+                ast += n
+            if e.instrument.venue == venue:
+                ven += n
+        return pos, ast, ven, tot
+
     def gross(
         self, *, position_id: str | None = None, asset: str | None = None, venue: str | None = None
     ) -> Decimal:

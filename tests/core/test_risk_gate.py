@@ -362,3 +362,22 @@ def test_bad_inputs_raise_typed_errors() -> None:
         RiskDecision(True, RiskReason.DAILY_LOSS, "")
     with pytest.raises(InvalidValue):
         check_order(entry(), book(), LOOSE, TradingModes(), -1)
+
+
+def test_book_aggregates() -> None:
+    b = book(*book().exposures, Exposure("p3", PERP, "BTC", D("0.2"), D(30000), pending=D("0.1")))
+    assert b.gross_for("p1", "BTC", "binance") == (D(6000), D(15000), D(12000), D(17000))
+    assert b.gross_for("p1", "BTC", "binance") == (
+        b.gross(position_id="p1"),
+        b.gross(asset="BTC"),
+        b.gross(venue="binance"),
+        b.gross(),
+    )
+    assert b.open_positions() == {"p1", "p2", "p3"}
+    assert (b.asset_delta("BTC"), b.position_delta("p1", "BTC"), b.position_delta("p2", "ETH")) == (
+        D("0.2"),
+        0,
+        -1,
+    )
+    assert b.leg("p1", SPOT) == Exposure("p1", SPOT, "BTC", D("0.1"), D(30000))
+    assert b.leg("p2", SPOT) is None
