@@ -139,6 +139,7 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
     last_borrow_ms = 0
     spot_close_pending = False  # after a liquidation, the spot leg still has to be sold
     no_budget = SizingBudget(total_capital=capital, free_capital=0.0)
+    naive_policy = config.policy == "naive"
 
     funding = basis = fees = slip = borrow = 0.0
     trades = rebalances = liqs = skipped = 0
@@ -219,22 +220,10 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
 
         if not valid:
             skipped += 1
-            _record(
-                out_t,
-                out_eq,
-                out_dir,
-                out_rate,
-                t,
-                sd,
-                r_l[k],
-                cash,
-                q,
-                s_last,
-                perp_acct,
-                pend_perp,
-                pend_cash,
-                d,
-            )
+            out_t.append(t)
+            out_eq.append(cash + (sd * q * s_last if sd else 0.0) + perp_acct + pend_perp + pend_cash)
+            out_dir.append(d)
+            out_rate.append(r_l[k])
             continue
 
         if d:
@@ -298,7 +287,7 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
             symbol=data.symbol,
         )
         equity_now = cash + sd * q * s + perp_acct + pend_perp + pend_cash
-        if config.policy == "naive":
+        if naive_policy:
             action, new_d, notional, new_lev, reason = _naive(d, params, equity_now, cash, spot_close_pending)
         else:
             if d:
@@ -341,9 +330,10 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
             entered_ms = t
             last_borrow_ms = t
             trades += 1
-        _record(
-            out_t, out_eq, out_dir, out_rate, t, sd, r_l[k], cash, q, s, perp_acct, pend_perp, pend_cash, d
-        )
+        out_t.append(t)
+        out_eq.append(cash + (sd * q * s if sd else 0.0) + perp_acct + pend_perp + pend_cash)
+        out_dir.append(d)
+        out_rate.append(r_l[k])
 
     # close whatever is open at the last marks
     if (d or spot_close_pending) and out_t:
@@ -378,29 +368,6 @@ def run_sleeve(data: SleeveData, capital: float, config: BacktestConfig) -> Slee
         time_in_market=(in_market_ms / span) if span else 0.0,
         reasons=reasons,
     )
-
-
-def _record(
-    out_t: list[int],
-    out_eq: list[float],
-    out_dir: list[int],
-    out_rate: list[float],
-    t: int,
-    d: int,
-    rate: float,
-    cash: float,
-    q: float,
-    s: float,
-    perp_acct: float,
-    pend_perp: float,
-    pend_cash: float,
-    direction: int,
-) -> None:
-    spot_value = d * q * s if d else 0.0
-    out_t.append(t)
-    out_eq.append(cash + spot_value + perp_acct + pend_perp + pend_cash)
-    out_dir.append(direction)
-    out_rate.append(rate)
 
 
 def _naive(
