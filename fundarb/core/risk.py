@@ -9,7 +9,8 @@ Orders are judged by what they do to the book, not only by what they claim:
 - **unwinds** (purpose UNWIND, confirmed to shrink the leg) are the only orders HALTED lets
   through;
 - every other order opens or increases exposure and must pass, in this order: the trading mode
-  (ACTIVE only), the daily loss limit, the number of open positions, the per-position, per-asset,
+  (ACTIVE only, both on its instrument and on its hedge leg's when the intent names it), the
+  daily loss limit, the number of open positions, the per-position, per-asset,
   per-venue and total notional caps, the leverage caps and, for a perpetual, the minimum
   liquidation distance at entry (``>= k x`` the asset's 99.9th-percentile 8-hour move, see
   :func:`tail_move`). The first gate that fails is the reason.
@@ -32,7 +33,7 @@ import attrs
 
 from fundarb.core.commands import OrderPurpose
 from fundarb.core.errors import InvalidValue
-from fundarb.core.model import ZERO, Market, Side
+from fundarb.core.model import ZERO, InstrumentId, Market, Side
 from fundarb.core.risk_book import (
     DAY_MS,
     DailyPnl,
@@ -118,6 +119,11 @@ def _reduces_delta(intent: OrderIntent, book: RiskBook) -> bool:
     return delta * intent.side.sign < 0 and intent.quantity <= abs(delta)
 
 
+def _why(modes: TradingModes, instrument: InstrumentId) -> str:
+    entry = modes.governing(instrument)
+    return "" if entry is None else f" by {entry.source} on {entry.scope}: {entry.reason}"
+
+
 def check_order(
     intent: OrderIntent, book: RiskBook, limits: RiskLimits, modes: TradingModes, now_ms: int
 ) -> RiskDecision:
@@ -125,19 +131,32 @@ def check_order(
     if not isinstance(now_ms, int) or isinstance(now_ms, bool) or now_ms < 0:
         raise InvalidValue(f"now_ms: must be a non-negative int of ms, got {now_ms!r}")
     mode = modes.effective(intent.instrument)
-    governing = modes.governing(intent.instrument)
-    why_mode = "" if governing is None else f" by {governing.source} on {governing.scope}: {governing.reason}"
     reduces_leg = intent.purpose is not OrderPurpose.ENTRY and _reduces_leg(intent, book)
     if intent.purpose is OrderPurpose.UNWIND and reduces_leg:
         return RiskDecision(True, RiskReason.UNWIND, f"unwind {intent.side.value} {intent.quantity}", mode)
     if mode is TradingMode.HALTED:
-        return _deny(RiskReason.MODE_HALTED, f"HALTED{why_mode}; only unwinds pass", mode)
+        return _deny(
+            RiskReason.MODE_HALTED, f"HALTED{_why(modes, intent.instrument)}; only unwinds pass", mode
+        )
     if reduces_leg or (intent.purpose is not OrderPurpose.ENTRY and _reduces_delta(intent, book)):
         return RiskDecision(
             True, RiskReason.REDUCES_RISK, f"{intent.purpose.value} reduces exposure or delta", mode
         )
+    # the order adds exposure: its hedge leg must be tradable too
+    judged, leg_note = intent.instrument, ""
+    hedge = intent.hedge_instrument
+    if hedge is not None and modes.effective(hedge).rank > mode.rank:
+        judged, mode, leg_note = hedge, modes.effective(hedge), f" on the hedge leg {hedge}"
+    if mode is TradingMode.HALTED:
+        return _deny(
+            RiskReason.MODE_HALTED, f"HALTED{leg_note}{_why(modes, judged)}; order would add exposure", mode
+        )
     if mode is TradingMode.REDUCING:
-        return _deny(RiskReason.MODE_REDUCING, f"REDUCING{why_mode}; order would add exposure", mode)
+        return _deny(
+            RiskReason.MODE_REDUCING,
+            f"REDUCING{leg_note}{_why(modes, judged)}; order would add exposure",
+            mode,
+        )
     return _check_increase(intent, book, limits, now_ms)
 
 

@@ -96,6 +96,9 @@ class OrderIntent:
     asset (``"BTC"``) for per-asset caps and delta. For a perpetual that increases exposure the
     gate needs ``leverage`` (the leg's leverage setting) and uses ``liquidation_price`` (the
     venue's estimate at entry) when given, else estimates the distance from the leverage.
+    ``hedge_instrument`` names the other leg of the position: an order that adds exposure is
+    judged under the more restrictive mode of the two, so no leg is opened whose hedge could
+    not follow.
     """
 
     position_id: str = attrs.field(validator=_non_empty)
@@ -107,6 +110,7 @@ class OrderIntent:
     purpose: OrderPurpose
     leverage: Decimal | None = attrs.field(default=None, validator=_optional_positive)
     liquidation_price: Decimal | None = attrs.field(default=None, validator=_optional_positive)
+    hedge_instrument: InstrumentId | None = None
 
     @property
     def notional(self) -> Decimal:
@@ -127,6 +131,7 @@ class OrderIntent:
         price: Decimal | None = None,
         leverage: Decimal | None = None,
         liquidation_price: Decimal | None = None,
+        hedge_instrument: InstrumentId | None = None,
     ) -> OrderIntent:
         """Build from the position machine's :class:`PlaceOrder`. The price is, in order: the
         ``price`` argument, the request's limit price, the command's reference price."""
@@ -146,6 +151,7 @@ class OrderIntent:
             cmd.purpose,
             leverage=leverage,
             liquidation_price=liquidation_price,
+            hedge_instrument=hedge_instrument,
         )
 
 

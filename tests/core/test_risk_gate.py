@@ -381,3 +381,22 @@ def test_book_aggregates() -> None:
     )
     assert b.leg("p1", SPOT) == Exposure("p1", SPOT, "BTC", D("0.1"), D(30000))
     assert b.leg("p2", SPOT) is None
+
+
+def test_an_entry_is_judged_under_its_hedge_legs_mode_too() -> None:
+    modes, _ = TradingModes().set(
+        ModeScope.venue("bybit"), TradingMode.REDUCING, ModeSource.rule("stale-data"), NOW
+    )
+    with_hedge = attrs.evolve(entry(), hedge_instrument=SPOT)
+    d = decide(with_hedge, modes=modes)
+    assert (d.allowed, d.reason, d.mode) == (False, RiskReason.MODE_REDUCING, TradingMode.REDUCING)
+    assert "hedge leg bybit:spot:BTCUSDT" in d.detail and "rule:stale-data" in d.detail
+    assert decide(entry(), modes=modes).allowed  # without naming the hedge leg, only its own mode counts
+    halted, _ = modes.set(ModeScope.instrument(SPOT), TradingMode.HALTED, ModeSource.OPERATOR, NOW)
+    assert decide(with_hedge, modes=halted).reason is RiskReason.MODE_HALTED
+    # the hedge leg's mode never blocks reducing the order's own leg
+    exit_perp = attrs.evolve(entry(side=Side.BUY, purpose=OrderPurpose.EXIT), hedge_instrument=SPOT)
+    assert decide(exit_perp, modes=halted).reason is RiskReason.REDUCES_RISK
+    req = OrderRequest("p1-A1", PERP, Side.SELL, D("0.1"), D(30000))
+    cmd = PlaceOrder("p1", "A", OrderPurpose.ENTRY, req)
+    assert OrderIntent.from_command(cmd, "BTC", hedge_instrument=SPOT).hedge_instrument == SPOT
