@@ -82,6 +82,7 @@ def intents(draw: st.DrawFn, book: RiskBook) -> OrderIntent:
         liquidation_price=draw(
             st.sampled_from([None, price * D("1.3"), price * D("0.7"), price * D("1.05")])
         ),
+        hedge_instrument=draw(st.sampled_from([None, *(i for i, _, _ in INSTRUMENTS)])),
     )
 
 
@@ -187,6 +188,10 @@ def test_reducing_mode_only_ever_passes_risk_reducing_orders(
     intent = data.draw(intents(book))
     d = check_order(intent, book, lim, modes, NOW)
     event(d.reason.value)
+    if d.reason is RiskReason.ALLOWED:  # an increase: both legs must be ACTIVE
+        assert modes.effective(intent.instrument) is TradingMode.ACTIVE
+        if intent.hedge_instrument is not None:
+            assert modes.effective(intent.hedge_instrument) is TradingMode.ACTIVE
     if modes.effective(intent.instrument) is TradingMode.ACTIVE:
         return
     if d.allowed:
