@@ -13,6 +13,7 @@ MODULES = [
     "fundarb.core.risk_modes",
     "fundarb.core.risk_monitors",
     "fundarb.core.breakers",
+    "fundarb.core.risk_manager",
 ]
 
 
