@@ -221,7 +221,7 @@ def _check_increase(intent: OrderIntent, book: RiskBook, limits: RiskLimits, now
 def _check_liquidation(intent: OrderIntent, book: RiskBook, limits: RiskLimits) -> RiskDecision | None:
     active = TradingMode.ACTIVE
     move = book.tail_moves.get(intent.asset)
-    if move is None:
+    if move is None and limits.require_tail_move:
         return _deny(RiskReason.MISSING_DATA, f"no 8-hour tail move known for {intent.asset}", active)
     liq = intent.liquidation_price
     if liq is not None:
@@ -238,11 +238,14 @@ def _check_liquidation(intent: OrderIntent, book: RiskBook, limits: RiskLimits) 
         assert intent.leverage is not None  # checked by the caller
         distance = estimated_liquidation_distance(intent.leverage, limits.maintenance_margin_rate)
         source = f"estimated from leverage {intent.leverage}"
-    needed = limits.liquidation_k * move
+    floor = limits.min_liquidation_distance
+    needed = floor if move is None else max(floor, limits.liquidation_k * move)
     if distance < needed:
+        by_floor = move is None or floor > limits.liquidation_k * move
+        rule = "the floor" if by_floor else f"{limits.liquidation_k} x tail move {move}"
         return _deny(
             RiskReason.LIQUIDATION_DISTANCE,
-            f"liquidation distance {distance:.4f} ({source}) < {limits.liquidation_k} x tail move {move}",
+            f"liquidation distance {distance:.4f} ({source}) < {needed} ({rule})",
             active,
         )
     return None

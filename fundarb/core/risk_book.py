@@ -306,6 +306,9 @@ class RiskLimits:
     book's gross committed notional over equity. ``liquidation_k`` is the ``k`` in "liquidation
     distance >= k x the 99.9th-percentile 8-hour move"; ``maintenance_margin_rate`` is used to
     estimate the distance from the leverage when the venue gave no liquidation price.
+    ``min_liquidation_distance`` is a fixed floor on that distance (the required distance is the
+    larger of the floor and ``k x`` the tail move). With ``require_tail_move`` False, an asset
+    without a tail-move estimate is judged by the floor alone instead of being refused.
     ``asset_caps`` / ``venue_caps`` override ``max_asset_notional`` / ``max_venue_notional``.
     """
 
@@ -321,6 +324,41 @@ class RiskLimits:
     maintenance_margin_rate: Decimal = attrs.field(default=Decimal("0.005"), validator=_non_negative)
     asset_caps: Mapping[str, Decimal] = attrs.field(factory=dict, converter=_caps)
     venue_caps: Mapping[str, Decimal] = attrs.field(factory=dict, converter=_caps)
+    min_liquidation_distance: Decimal = attrs.field(default=ZERO, validator=_non_negative)
+    require_tail_move: bool = True
+
+    @classmethod
+    def from_capital(
+        cls,
+        capital: Decimal,
+        leverage: Decimal,
+        max_position_notional: Decimal,
+        max_open_positions: int,
+        daily_loss_limit: Decimal,
+        min_liquidation_distance: Decimal = ZERO,
+    ) -> RiskLimits:
+        """Limits from the few numbers the configuration gives (``FUNDARB_CAPITAL`` and co.).
+
+        A hedged position of size ``N`` ties up ``N`` on the spot leg and ``N / leverage`` as perp
+        margin, so ``capital`` carries at most ``N = capital x L / (L + 1)`` and a gross (both legs)
+        of twice that: that is the total, per-asset and per-venue cap. Gross leverage is capped at
+        2 (both legs over equity); the perp leg at ``leverage``.
+
+        >>> RiskLimits.from_capital(Decimal(100000), Decimal(3), Decimal(20000), 4, Decimal(2000)).max_total_notional
+        Decimal('150000')
+        """
+        total = (2 * capital * leverage / (leverage + 1)).to_integral_value()
+        return cls(
+            max_position_notional=max_position_notional,
+            max_asset_notional=total,
+            max_venue_notional=total,
+            max_total_notional=total,
+            max_leverage=leverage,
+            max_gross_leverage=Decimal(2),
+            max_open_positions=max_open_positions,
+            max_daily_loss=daily_loss_limit,
+            min_liquidation_distance=min_liquidation_distance,
+        )
 
     @max_open_positions.validator
     def _check_positions(self, attribute: attrs.Attribute[int], value: int) -> None:

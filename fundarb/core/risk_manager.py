@@ -52,7 +52,7 @@ from fundarb.core.risk_monitors import (
     rehedge_for_venue_fill,
 )
 
-__all__ = ["RiskConfig", "RiskManager"]
+__all__ = ["RiskManagerConfig", "RiskManager"]
 
 
 def _non_negative_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -61,7 +61,7 @@ def _non_negative_int(_inst: object, attribute: attrs.Attribute[int], value: int
 
 
 @attrs.frozen
-class RiskConfig:
+class RiskManagerConfig:
     """Everything the risk manager is tuned by. ``stale_after_ms``: market data older than this
     puts its instrument in REDUCING; ``clock_skew_limit_ms``: a venue clock further off puts the
     venue in REDUCING; ``funding_dead_band``: rates within it do not count as a sign."""
@@ -85,7 +85,7 @@ class RiskManager:
     """The risk manager's state and hooks (see the module docstring). Not thread-safe; the
     engine calls it from one Trio task at a time (Trio tasks do not preempt each other)."""
 
-    config: RiskConfig
+    config: RiskManagerConfig
     modes: TradingModes = attrs.field(factory=TradingModes)
     breakers: dict[str, ErrorRateBreaker] = attrs.field(factory=dict)
     last_update_ms: dict[InstrumentId, int] = attrs.field(factory=dict)

@@ -400,3 +400,35 @@ def test_an_entry_is_judged_under_its_hedge_legs_mode_too() -> None:
     req = OrderRequest("p1-A1", PERP, Side.SELL, D("0.1"), D(30000))
     cmd = PlaceOrder("p1", "A", OrderPurpose.ENTRY, req)
     assert OrderIntent.from_command(cmd, "BTC", hedge_instrument=SPOT).hedge_instrument == SPOT
+
+
+def test_liquidation_distance_floor_and_optional_tail_move() -> None:
+    floored = attrs.evolve(LOOSE, min_liquidation_distance=D("0.2"))  # above 3 x 0.05
+    assert decide(entry(liq="36000"), limits=floored).allowed
+    d = decide(entry(liq="35999.9"), limits=floored)
+    assert (d.reason, "(the floor)" in d.detail) == (RiskReason.LIQUIDATION_DISTANCE, True)
+    # without a tail estimate: refused by default, judged by the floor alone when allowed to
+    assert decide(entry(liq="36000"), book(btc_move=None), floored).reason is RiskReason.MISSING_DATA
+    lenient = attrs.evolve(floored, require_tail_move=False)
+    assert decide(entry(liq="36000"), book(btc_move=None), lenient).allowed
+    assert (
+        decide(entry(liq="35999.9"), book(btc_move=None), lenient).reason is RiskReason.LIQUIDATION_DISTANCE
+    )
+    # the tail rule still applies when it is the stricter one
+    assert (
+        "3 x tail move 0.05"
+        in decide(entry(liq="34499.9"), limits=attrs.evolve(LOOSE, min_liquidation_distance=D("0.1"))).detail
+    )
+
+
+def test_limits_from_the_configuration_numbers() -> None:
+    lim = RiskLimits.from_capital(D(100_000), D(3), D(20_000), 4, D(2000), D("0.25"))
+    # 100k carries N = 100k x 3/4 = 75k per leg, 150k gross
+    assert (lim.max_total_notional, lim.max_asset_notional, lim.max_venue_notional) == (D(150_000),) * 3
+    assert (lim.max_position_notional, lim.max_leverage, lim.max_gross_leverage) == (D(20_000), D(3), D(2))
+    assert (lim.max_open_positions, lim.max_daily_loss, lim.min_liquidation_distance) == (
+        4,
+        D(2000),
+        D("0.25"),
+    )
+    assert (lim.liquidation_k, lim.require_tail_move) == (D(3), True)

@@ -20,7 +20,7 @@ from fundarb.core.model import (
     VenuePosition,
 )
 from fundarb.core.risk import DAY_MS, DailyPnl, Exposure, OrderIntent, RiskBook, RiskLimits, RiskReason
-from fundarb.core.risk_manager import RiskConfig, RiskManager
+from fundarb.core.risk_manager import RiskManagerConfig, RiskManager
 from fundarb.core.risk_modes import ModeScope, ModeSource, TradingMode
 from fundarb.core.risk_monitors import MarginActionKind
 
@@ -33,7 +33,7 @@ R, A, H = TradingMode.REDUCING, TradingMode.ACTIVE, TradingMode.HALTED
 
 
 def manager(**kw: object) -> RiskManager:
-    cfg = RiskConfig(
+    cfg = RiskManagerConfig(
         LIMITS,
         breaker=BreakerConfig(window_ms=10_000, min_samples=5, cooldown_ms=1000),
         stale_after_ms=5000,
@@ -136,7 +136,7 @@ def test_funding_flip_hook_remembers_signs_per_instrument() -> None:
     assert flip is not None and (flip.previous_sign, flip.sign) == (1, -1)
     assert m.on_funding(snap(other, "-0.0002")) is None
     with pytest.raises(InvalidValue):
-        RiskConfig(LIMITS, funding_dead_band=D(-1))
+        RiskManagerConfig(LIMITS, funding_dead_band=D(-1))
 
 
 def test_position_hook_takes_the_more_severe_of_margin_and_adl() -> None:
