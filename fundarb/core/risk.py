@@ -41,6 +41,7 @@ from fundarb.core.risk_book import (
     OrderIntent,
     RiskBook,
     RiskLimits,
+    exposures_of,
     utc_day_start,
 )
 from fundarb.core.risk_modes import TradingMode, TradingModes
@@ -56,6 +57,7 @@ __all__ = [
     "RiskReason",
     "check_order",
     "estimated_liquidation_distance",
+    "exposures_of",
     "tail_move",
     "tail_move_from_returns",
     "utc_day_start",

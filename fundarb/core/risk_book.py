@@ -16,6 +16,7 @@ import attrs
 from fundarb.core.commands import OrderPurpose, PlaceOrder
 from fundarb.core.errors import InvalidValue
 from fundarb.core.model import ZERO, InstrumentId, Side
+from fundarb.core.position_model import Leg, Position
 
 __all__ = [
     "DAY_MS",
@@ -24,6 +25,7 @@ __all__ = [
     "OrderIntent",
     "RiskBook",
     "RiskLimits",
+    "exposures_of",
     "utc_day_start",
 ]
 
@@ -372,3 +374,28 @@ class RiskLimits:
     def venue_cap(self, venue: str) -> Decimal:
         """The notional cap of ``venue``."""
         return self.venue_caps.get(venue, self.max_venue_notional)
+
+
+def exposures_of(
+    position: Position, marks: Mapping[InstrumentId, Decimal], *, exclude_cid: str | None = None
+) -> tuple[Exposure, ...]:
+    """The exposures of one position machine's legs: held quantity (signed by the leg's side) and
+    the unfilled rest of its working increasing orders, priced at ``marks`` (else the position's
+    reference price). ``exclude_cid`` leaves out the order being checked, so it is not counted
+    twice. Legs with nothing held or working are left out.
+    """
+    out = []
+    for leg in Leg:
+        spec = position.plan.leg(leg)
+        iid = spec.instrument.id
+        held = position.held(leg)
+        pending = sum(
+            (o.remaining for o in position.working(leg, increases=True) if o.cid != exclude_cid), ZERO
+        )
+        if held == 0 and pending == 0:
+            continue
+        price = marks.get(iid, position.reference_price)
+        if price is None or price <= 0:
+            raise InvalidValue(f"{position.id}: no mark price for {iid} to value its exposure")
+        out.append(Exposure(position.id, iid, spec.instrument.base, held * spec.side.sign, price, pending))
+    return tuple(out)

@@ -52,7 +52,7 @@ from fundarb.core.risk_monitors import (
     rehedge_for_venue_fill,
 )
 
-__all__ = ["RiskManagerConfig", "RiskManager"]
+__all__ = ["RiskManager", "RiskManagerConfig"]
 
 
 def _non_negative_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:

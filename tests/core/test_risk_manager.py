@@ -20,7 +20,7 @@ from fundarb.core.model import (
     VenuePosition,
 )
 from fundarb.core.risk import DAY_MS, DailyPnl, Exposure, OrderIntent, RiskBook, RiskLimits, RiskReason
-from fundarb.core.risk_manager import RiskManagerConfig, RiskManager
+from fundarb.core.risk_manager import RiskManager, RiskManagerConfig
 from fundarb.core.risk_modes import ModeScope, ModeSource, TradingMode
 from fundarb.core.risk_monitors import MarginActionKind
 
