@@ -3,7 +3,8 @@
 Orders are judged by what they do to the book, not only by what they claim:
 
 - **risk-reducing** orders (their declared purpose is HEDGE, REBALANCE, EXIT or UNWIND *and* the
-  book confirms it: they shrink the position's leg on that instrument without crossing zero, or
+  book confirms it: they shrink the position's leg on that instrument without crossing zero,
+  counting the leg's other working reducing orders, or
   shrink the position's net delta in the asset without overshooting) pass in ACTIVE and
   REDUCING with no cap applied, so a cap can never keep a position naked;
 - **unwinds** (purpose UNWIND, confirmed to shrink the leg) are the only orders HALTED lets
@@ -112,8 +113,9 @@ def _deny(reason: RiskReason, detail: str, mode: TradingMode) -> RiskDecision:
 
 def _reduces_leg(intent: OrderIntent, book: RiskBook) -> bool:
     leg = book.leg(intent.position_id, intent.instrument)
-    held = ZERO if leg is None else leg.quantity
-    return held * intent.side.sign < 0 and intent.quantity <= abs(held)
+    if leg is None:
+        return False
+    return leg.quantity * intent.side.sign < 0 and intent.quantity <= leg.reducible
 
 
 def _reduces_delta(intent: OrderIntent, book: RiskBook) -> bool:

@@ -160,7 +160,9 @@ class OrderIntent:
 @attrs.frozen
 class Exposure:
     """One leg of one position: ``quantity`` held (signed, short negative), ``pending`` the
-    unsigned quantity of increasing orders still working on it, ``price`` the mark."""
+    unsigned quantity of increasing orders still working on it, ``reducing`` that of reducing
+    orders still working on it (so two reducing orders cannot together cross zero), ``price``
+    the mark."""
 
     position_id: str = attrs.field(validator=_non_empty)
     instrument: InstrumentId
@@ -168,6 +170,12 @@ class Exposure:
     quantity: Decimal = attrs.field(validator=_finite)
     price: Decimal = attrs.field(validator=_positive)
     pending: Decimal = attrs.field(default=ZERO, validator=_non_negative)
+    reducing: Decimal = attrs.field(default=ZERO, validator=_non_negative)
+
+    @property
+    def reducible(self) -> Decimal:
+        """What a further reducing order may still take off: ``|quantity| - reducing``, not below 0."""
+        return max(abs(self.quantity) - self.reducing, ZERO)
 
     @property
     def committed_notional(self) -> Decimal:
@@ -380,8 +388,8 @@ def exposures_of(
     position: Position, marks: Mapping[InstrumentId, Decimal], *, exclude_cid: str | None = None
 ) -> tuple[Exposure, ...]:
     """The exposures of one position machine's legs: held quantity (signed by the leg's side) and
-    the unfilled rest of its working increasing orders, priced at ``marks`` (else the position's
-    reference price). ``exclude_cid`` leaves out the order being checked, so it is not counted
+    the unfilled rest of its working increasing and reducing orders, priced at ``marks`` (else the
+    position's reference price). ``exclude_cid`` leaves out the order being checked, so it is not counted
     twice. Legs with nothing held or working are left out.
     """
     out = []
@@ -389,13 +397,20 @@ def exposures_of(
         spec = position.plan.leg(leg)
         iid = spec.instrument.id
         held = position.held(leg)
-        pending = sum(
-            (o.remaining for o in position.working(leg, increases=True) if o.cid != exclude_cid), ZERO
-        )
+        pending = reducing = ZERO
+        for o in position.working(leg):
+            if o.cid == exclude_cid:
+                continue
+            if o.purpose.increases:
+                pending += o.remaining
+            else:
+                reducing += o.remaining
         if held == 0 and pending == 0:
             continue
         price = marks.get(iid, position.reference_price)
         if price is None or price <= 0:
             raise InvalidValue(f"{position.id}: no mark price for {iid} to value its exposure")
-        out.append(Exposure(position.id, iid, spec.instrument.base, held * spec.side.sign, price, pending))
+        out.append(
+            Exposure(position.id, iid, spec.instrument.base, held * spec.side.sign, price, pending, reducing)
+        )
     return tuple(out)

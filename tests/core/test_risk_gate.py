@@ -432,3 +432,16 @@ def test_limits_from_the_configuration_numbers() -> None:
         D("0.25"),
     )
     assert (lim.liquidation_k, lim.require_tail_move) == (D(3), True)
+
+
+def test_working_reducing_orders_limit_what_else_counts_as_reducing() -> None:
+    b = book(
+        Exposure("p1", PERP, "BTC", D("-0.1"), D(30000), reducing=D("0.06")),
+        Exposure("p1", SPOT, "BTC", D("0.1"), D(30000)),
+    )
+    assert b.leg("p1", PERP) is not None and b.leg("p1", PERP).reducible == D("0.04")  # type: ignore[union-attr]
+    halted, _ = kill(TradingModes(), "test", NOW)
+    assert decide(entry("0.04", side=Side.BUY, purpose=OrderPurpose.UNWIND), b, modes=halted).allowed
+    d = decide(entry("0.05", side=Side.BUY, purpose=OrderPurpose.UNWIND), b, modes=halted)
+    assert d.reason is RiskReason.MODE_HALTED  # with the 0.06 already working it would cross zero
+    assert Exposure("p", PERP, "BTC", D("-0.1"), D(1), reducing=D("0.2")).reducible == 0

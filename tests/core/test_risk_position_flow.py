@@ -126,3 +126,17 @@ def test_exposures_need_a_price() -> None:
     with pytest.raises(InvalidValue, match="no mark price"):
         exposures_of(p, {})
     assert len(exposures_of(p, MARKS)) == 2
+
+
+def test_exposures_carry_working_orders_both_ways() -> None:
+    p, _ = step(hedged(), ev.ExitSignalled("edge gone"), NOW)
+    assert p.state is PositionState.CLOSING
+    working = p.working(increases=False)
+    assert working
+    exposures = {e.instrument: e for e in exposures_of(p, MARKS)}
+    for o in working:
+        leg_inst = p.plan.leg(o.leg).instrument.id
+        assert exposures[leg_inst].reducing == o.remaining
+        assert exposures[leg_inst].reducible == D("0.1") - o.remaining
+        without = {e.instrument: e for e in exposures_of(p, MARKS, exclude_cid=o.cid)}
+        assert without[leg_inst].reducing == 0
