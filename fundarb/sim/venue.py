@@ -142,7 +142,9 @@ class SimVenue:
     def _trio_time_of(self, sim_ms: int) -> float:
         self.sim_time_ms()
         assert self._t0 is not None
-        return self._t0 + (sim_ms - self.start_ms) / (self.speed * 1000)
+        # +1 µs: float rounding must never put the wake-up before sim_time_ms() reaches sim_ms,
+        # or a stream would spin at one instant without the market ever stepping.
+        return self._t0 + (sim_ms - self.start_ms) / (self.speed * 1000) + 1e-6
 
     def _sync(self) -> int:
         """Step the market up to now and fan the account's events out; returns sim now."""
