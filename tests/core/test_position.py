@@ -62,6 +62,8 @@ def _event_for(event_type: type, p: Position) -> object:
         return ev.VenueFillReceived(venue_fill(p, Leg.A, "0.01"))
     if event_type is ev.PositionDrifted:
         return ev.PositionDrifted("A", D("0.05"))
+    if event_type is ev.CleanupExpired:
+        return ev.CleanupExpired("deadline")
     if event_type is ev.FundingPaid:
         return ev.FundingPaid(FundingPayment(PERP.id, "f1", D("1.5"), "USDT", 1))
     o = _some_order(p)
