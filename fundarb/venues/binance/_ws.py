@@ -93,10 +93,15 @@ def _lost_reason(exc: BaseException) -> str | None:
         leaf: BaseException = match
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
-        return f"{type(leaf).__name__}: {leaf}"
+        return _describe(leaf)
     if isinstance(exc, _LOST):
-        return f"{type(exc).__name__}: {exc}"
+        return _describe(exc)
     return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or (f"{type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def run_stream(
@@ -113,10 +118,12 @@ async def run_stream(
     live = False  # connected and trusted (resynced) since the last StreamDisconnected
     ever_connected = False
     while True:
-        reason = "closed"
+        reason = ""
+        opened: list[WebSocketConnection] = []
         try:
             url = await spec.connect()
             async with open_websocket_url(url, connect_timeout=watchdog, disconnect_timeout=2.0) as ws:
+                opened.append(ws)
                 if spec.on_open is not None:
                     with trio.fail_after(watchdog):
                         await spec.on_open(ws)
@@ -134,7 +141,10 @@ async def run_stream(
             lost = _lost_reason(exc)
             if lost is None:
                 raise
-            reason = lost
+            reason = reason or lost  # a close that times out after a loss keeps the loss's reason
+        finally:
+            for ws in opened:
+                await _close_transport(ws)
         if live:
             live = False
             await send.send(StreamDisconnected(VENUE, spec.name, reason, wall_ms()))
@@ -147,6 +157,23 @@ async def run_stream(
         delay = policy.backoff(failures, random.random())
         log.warning("binance stream %s lost (%s); reconnecting in %.1fs", spec.name, reason, delay)
         await trio.sleep(delay)
+
+
+async def _close_transport(ws: WebSocketConnection) -> None:
+    """Close the TCP stream under ``ws``.
+
+    trio-websocket 0.12 leaves a client socket open (until garbage collection, with a
+    ResourceWarning) when the *server* starts the close handshake: the reader stops on the
+    server's TCP close without closing its own stream, and ``aclose()`` returns early. Closing
+    a trio stream twice is harmless.
+    """
+    stream = getattr(ws, "_stream", None)
+    if stream is not None:
+        with trio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
 
 async def _session(
@@ -165,6 +192,7 @@ async def _session(
                 with trio.fail_after(watchdog):
                     await ws.ping()
             except trio.TooSlowError:
+                await _close_transport(ws)  # no close handshake with a peer that does not answer
                 return lose(f"watchdog: no pong within {watchdog}s", scope)
             except ConnectionClosed as exc:
                 return lose(f"closed: {exc.reason}", scope)

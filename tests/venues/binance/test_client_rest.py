@@ -20,6 +20,7 @@ from fundarb.core.model import (
     Wallet,
 )
 from fundarb.venues.binance import Credentials, sign
+from fundarb.venues.binance._endpoints import Family
 from fundarb.venues.binance.client import BinanceVenue
 from fundarb.venues.errors import (
     BadPrecision,
@@ -315,7 +316,7 @@ async def test_used_weight_header_delays_until_the_window_resets(autojump_clock:
     await v.funding(BTC_PERP)
     # the second call waited for the next minute boundary of the (mock) wall clock
     assert wall_ms() // 60_000 == before_ms // 60_000 + 1
-    assert v.rest.limiters[next(iter(v.rest.limiters)).FAPI].used("weight", "1m", before_ms) == 2200
+    assert v.rest.limiters[Family.FAPI].used("weight", "1m", before_ms) == 2200
 
 
 async def test_minus_1021_resyncs_the_clock_and_retries(autojump_clock: Any) -> None:
@@ -337,7 +338,7 @@ async def test_minus_1021_resyncs_the_clock_and_retries(autojump_clock: Any) -> 
     assert len(fake.calls("GET", "/fapi/v1/time")) == time_calls + 1
     last = dict(query(fake.calls("POST", "/fapi/v1/order")[-1]))
     assert abs(int(last["timestamp"]) - (wall_ms() + 7_000)) < 1000
-    assert v.rest.clocks[type(next(iter(v.rest.clocks))).FAPI].offset_ms == 7_000
+    assert v.rest.clocks[Family.FAPI].offset_ms == 7_000
 
 
 async def test_persistent_minus_1021_raises(autojump_clock: Any) -> None:
