@@ -62,13 +62,18 @@ def _non_negative_int(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -
         raise ValueError(f"{attribute.name}: must be a non-negative int, got {value!r}")
 
 
+def _optional_id(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{attribute.name}: must be None or a non-empty string, got {value!r}")
+
+
 @attrs.frozen
 class Entry:
     """Something to journal: a registered attrs ``payload`` at ``ts_ms``, optionally about a position."""
 
     payload: Any
     ts_ms: int = attrs.field(validator=_non_negative_int)
-    position_id: str | None = None
+    position_id: str | None = attrs.field(default=None, validator=_optional_id)
 
 
 @attrs.frozen

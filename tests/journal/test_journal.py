@@ -389,3 +389,12 @@ async def test_read_one_position(open_test_journal) -> None:
             assert [r.seq for r in p1] == [2, 5, 8, 11]
             assert [r.payload.state for r in await j.read(6, 1, position_id="p1")] == ["s7"]
             assert await j.read(position_id="nobody") == []
+
+
+def test_entry_validates_its_fields() -> None:
+    with pytest.raises(ValueError, match="ts_ms"):
+        Entry(REQUEST, ts_ms=-1)
+    with pytest.raises(ValueError, match="ts_ms"):
+        Entry(REQUEST, ts_ms=True)
+    with pytest.raises(ValueError, match="position_id"):
+        Entry(REQUEST, ts_ms=1, position_id="")
