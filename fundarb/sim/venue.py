@@ -137,14 +137,15 @@ class SimVenue:
         now = trio.current_time()
         if self._t0 is None:
             self._t0 = now
-        return self.start_ms + int((now - self._t0) * self.speed * 1000)
+        # the epsilon keeps a wake-up at exactly a step's Trio deadline from rounding below the step
+        return self.start_ms + math.floor((now - self._t0) * self.speed * 1000 + 1e-6)
 
     def _trio_time_of(self, sim_ms: int) -> float:
         self.sim_time_ms()
         assert self._t0 is not None
         # +1 µs: float rounding must never put the wake-up before sim_time_ms() reaches sim_ms,
         # or a stream would spin at one instant without the market ever stepping.
-        return self._t0 + (sim_ms - self.start_ms) / (self.speed * 1000) + 1e-6
+        return self._t0 + (sim_ms - self.start_ms) / (self.speed * 1000) + 1e-9 + 1e-6
 
     def _sync(self) -> int:
         """Step the market up to now and fan the account's events out; returns sim now."""

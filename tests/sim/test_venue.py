@@ -146,18 +146,23 @@ async def test_same_seed_same_user_events(autojump_clock: trio.testing.MockClock
     async def run(seed: int) -> list[str]:
         v = SimVenue.for_tests(seed=seed, speed=600.0)
         send, recv = trio.open_memory_channel[VenueEvent](10_000)
-        async with trio.open_nursery() as n:
-            await n.start(v.run_user_data, send)
-            for k in range(5):
-                await v.place_order(OrderRequest(f"m{k}", PERP, Side.BUY, D("1.3"), None, OrderType.MARKET))
-                await trio.sleep(30)
-            n.cancel_scope.cancel()
+        with trio.fail_after(3600):
+            await drive(v, send)
         out = []
         while True:
             try:
                 out.append(repr(recv.receive_nowait()))
             except trio.WouldBlock:
                 return out
+
+    async def drive(v: SimVenue, send: trio.MemorySendChannel[VenueEvent]) -> None:
+        async with trio.open_nursery() as n:
+            await n.start(v.run_user_data, send)
+            for k in range(5):
+                side = Side.BUY if k % 2 == 0 else Side.SELL  # 8 BTC walks past the first level
+                await v.place_order(OrderRequest(f"m{k}", PERP, side, D("8"), None, OrderType.MARKET))
+                await trio.sleep(30)
+            n.cancel_scope.cancel()
 
     a, b, c = await run(3), await run(3), await run(4)
     assert a == b and a != c
