@@ -8,12 +8,20 @@
 from __future__ import annotations
 
 from fundarb.venues.binance._auth import Credentials, Secret, sign
+from fundarb.venues.binance._endpoints import LIVE_URLS, TESTNET_URLS, BaseUrls
+from fundarb.venues.binance._ws import ReconnectPolicy
+from fundarb.venues.binance.client import BinanceVenue
 from fundarb.venues.binance.decode import BinanceDecoder, DecodeStatistics, decode, decode_statistics
 
 __all__ = [
+    "LIVE_URLS",
+    "TESTNET_URLS",
+    "BaseUrls",
     "BinanceDecoder",
+    "BinanceVenue",
     "Credentials",
     "DecodeStatistics",
+    "ReconnectPolicy",
     "Secret",
     "decode",
     "decode_statistics",

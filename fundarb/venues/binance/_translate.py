@@ -83,18 +83,18 @@ _STATUS = {
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
 _SIDE = {"BUY": Side.BUY, "SELL": Side.SELL}
-_ids: dict[tuple[Market, str], InstrumentId] = {}
+_ids: dict[Market, dict[str, InstrumentId]] = {Market.SPOT: {}, Market.PERPETUAL: {}}
 
 
 def instrument_id(market: Market, symbol: Any) -> InstrumentId:
     """The (cached) :class:`InstrumentId` of a Binance symbol on ``market``."""
-    key = (market, symbol)
-    iid = _ids.get(key)
+    cache = _ids[market]
+    iid = cache.get(symbol) if type(symbol) is str else None
     if iid is None:
         iid = InstrumentId(VENUE, market, text(symbol))
-        if len(_ids) > 20_000:  # untrusted input must not grow the cache without bound
-            _ids.clear()
-        _ids[key] = iid
+        if len(cache) > 20_000:  # untrusted input must not grow the cache without bound
+            cache.clear()
+        cache[symbol] = iid
     return iid
 
 

@@ -102,6 +102,8 @@ class BinanceDecoder:
 
     def _document(self, doc: Any, received_ms: int) -> list[VenueEvent]:
         if type(doc) is dict:
+            if "e" in doc:  # the common case: a raw stream frame
+                return self._event(doc, received_ms)
             if "data" in doc and "stream" in doc:  # combined-stream envelope
                 if type(doc["stream"]) is not str:
                     raise TypeError("stream: expected a string")
