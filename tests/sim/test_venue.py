@@ -161,7 +161,7 @@ async def test_same_seed_same_user_events(autojump_clock: trio.testing.MockClock
             for k in range(5):
                 side = Side.BUY if k % 2 == 0 else Side.SELL  # 8 BTC walks past the first level
                 await v.place_order(OrderRequest(f"m{k}", PERP, side, D("8"), None, OrderType.MARKET))
-                await trio.sleep(30)
+                await trio.sleep(3)
             n.cancel_scope.cancel()
 
     a, b, c = await run(3), await run(3), await run(4)
