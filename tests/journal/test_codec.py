@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import attrs
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fundarb.core.model import InstrumentId, Market, Side
@@ -48,6 +48,7 @@ def test_instrument_id_is_a_string_and_a_nested_object_is_accepted() -> None:
     assert CODEC.decode("model.order_request", orjson.dumps(raw)) == REQUEST
 
 
+@settings(deadline=None)  # CPU time on a shared CI box is not what this test is about
 @given(st.decimals(allow_nan=False, allow_infinity=False))
 def test_any_finite_decimal_round_trips(d: D) -> None:
     codec = Codec()
