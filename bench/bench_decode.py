@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from fundarb.venues.binance import BinanceDecoder
-from fundarb.venues.binance import _translate as tr
+from fundarb.venues.binance import _translate_rest as rt
 
 PAYLOADS = Path(__file__).resolve().parents[1] / "tests" / "venues" / "binance" / "payloads"
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "markPriceUpdate (ws)": lambda: decoder.decode(mark),
         "bookTicker (ws)": lambda: decoder.decode(book),
         "ORDER_TRADE_UPDATE (ws)": lambda: decoder.decode(otu),
-        "premiumIndex (rest)": lambda: tr.funding_from_premium_index(orjson.loads(premium), 8),
+        "premiumIndex (rest)": lambda: rt.funding_from_premium_index(orjson.loads(premium), 8),
     }
     theirs: dict[str, Callable[[], Any]] = {}
     ccxt_version = "not installed"

@@ -34,12 +34,21 @@ class Secret:
     __str__ = __repr__
 
 
+def _as_secret(value: str | Secret) -> Secret:
+    return value if isinstance(value, Secret) else Secret(value)
+
+
+def _key_repr(key: str) -> str:
+    return repr(key[:4] + "…") if key else "''"
+
+
 @attrs.frozen
 class Credentials:
-    """An API key and its secret. The key is not secret (it travels in a header); the secret is."""
+    """An API key and its secret. The key is not secret (it travels in a header) but only its
+    first characters print; the secret never does."""
 
-    api_key: str = attrs.field(repr=lambda k: (k[:4] + "…") if k else "''")
-    secret: Secret = attrs.field(converter=lambda s: s if isinstance(s, Secret) else Secret(s))
+    api_key: str = attrs.field(repr=_key_repr)
+    secret: Secret = attrs.field(converter=_as_secret)
 
 
 def sign(secret: str, payload: str) -> str:

@@ -20,9 +20,10 @@ _HEADER = re.compile(r"x-mbx-(used-weight|order-count)-(\d+)([smhd])", re.IGNORE
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 #: (weights per window, orders per window) defaults from exchangeInfo.rateLimits.
-SPOT_LIMITS = ({"1m": 6000}, {"10s": 100, "1d": 200_000})
-FAPI_LIMITS = ({"1m": 2400}, {"10s": 300, "1m": 1200})
-SAPI_LIMITS = ({"1m": 12_000}, {})
+Limits = tuple[dict[str, int], dict[str, int]]
+SPOT_LIMITS: Limits = ({"1m": 6000}, {"10s": 100, "1d": 200_000})
+FAPI_LIMITS: Limits = ({"1m": 2400}, {"10s": 300, "1m": 1200})
+SAPI_LIMITS: Limits = ({"1m": 12_000}, {})
 
 
 def window_ms(interval: str) -> int:
@@ -42,7 +43,7 @@ class RateLimiter:
     _banned_until: float = float("-inf")
 
     @classmethod
-    def with_limits(cls, limits: tuple[dict[str, int], dict[str, int]], headroom: float = 0.9) -> RateLimiter:
+    def with_limits(cls, limits: Limits, headroom: float = 0.9) -> RateLimiter:
         """A limiter from a ``(weight_limits, order_limits)`` pair such as :data:`FAPI_LIMITS`."""
         return cls(dict(limits[0]), dict(limits[1]), headroom)
 

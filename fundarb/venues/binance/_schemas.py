@@ -8,6 +8,7 @@ The ``TypedDict`` classes document what the decoder reads; they are not validate
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, TypedDict
 
@@ -102,7 +103,7 @@ def dec(value: Any) -> Decimal:
     raise TypeError(f"expected a decimal string, got {t.__name__}")
 
 
-def dec_or(payload: dict[str, Any], key: str, default: Decimal) -> Decimal:
+def dec_or(payload: Mapping[str, Any], key: str, default: Decimal) -> Decimal:
     """``dec(payload[key])`` when present and not null, else ``default``."""
     value = payload.get(key)
     return default if value is None else dec(value)

@@ -48,22 +48,17 @@ from fundarb.venues.binance._schemas import dec, dec_or, ms, text
 from fundarb.venues.client_ids import venue_generated_kind
 
 __all__ = [
+    "SIDES",
     "VENUE",
     "account_update",
     "book_ticker",
     "execution_report",
-    "funding_from_premium_index",
-    "funding_intervals",
-    "funding_payments",
     "instrument_id",
     "mark_price",
     "order_params",
+    "order_status",
     "order_trade_update",
-    "order_update_from_rest",
     "outbound_account_position",
-    "positions_from_risk",
-    "quote_from_rest",
-    "user_trades",
 ]
 
 VENUE = "binance"
@@ -82,7 +77,7 @@ _STATUS = {
     "EXPIRED": OrderStatus.EXPIRED,
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
-_SIDE = {"BUY": Side.BUY, "SELL": Side.SELL}
+SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 _ids: dict[Market, dict[str, InstrumentId]] = {Market.SPOT: {}, Market.PERPETUAL: {}}
 
 
@@ -98,7 +93,8 @@ def instrument_id(market: Market, symbol: Any) -> InstrumentId:
     return iid
 
 
-def _status(raw: Any, filled: Decimal) -> OrderStatus:
+def order_status(raw: Any, filled: Decimal) -> OrderStatus:
+    """Binance order status -> :class:`OrderStatus` (``PENDING_CANCEL`` keeps NEW/PARTIAL by fill)."""
     status = _STATUS[raw]
     if raw == "PENDING_CANCEL" and filled == 0:
         return OrderStatus.NEW
@@ -135,49 +131,6 @@ def book_ticker(d: Mapping[str, Any], received_ms: int) -> Quote:
     return Quote(instrument_id(market, d["s"]), dec(d["b"]), dec(d["B"]), dec(d["a"]), dec(d["A"]), ts)
 
 
-def quote_from_rest(d: Mapping[str, Any], market: Market, now_ms: int) -> Quote:
-    """``GET /api/v3/ticker/bookTicker`` or ``/fapi/v1/ticker/bookTicker`` -> :class:`Quote`."""
-    ts = ms(d["time"]) if "time" in d else now_ms
-    return Quote(
-        instrument_id(market, d["symbol"]),
-        dec(d["bidPrice"]),
-        dec(d["bidQty"]),
-        dec(d["askPrice"]),
-        dec(d["askQty"]),
-        ts,
-    )
-
-
-def funding_from_premium_index(d: Mapping[str, Any], interval_hours: int) -> FundingSnapshot:
-    """``GET /fapi/v1/premiumIndex?symbol=`` -> :class:`FundingSnapshot`."""
-    index = dec(d["indexPrice"])
-    return FundingSnapshot(
-        instrument_id(Market.PERPETUAL, d["symbol"]),
-        dec(d["lastFundingRate"]),
-        ms(d["nextFundingTime"]),
-        interval_hours,
-        dec(d["markPrice"]),
-        index if index > 0 else None,
-        ms(d["time"]),
-    )
-
-
-def funding_intervals(rows: Any) -> dict[str, int]:
-    """``GET /fapi/v1/fundingInfo`` -> symbol -> interval hours (only adjusted symbols are listed)."""
-    if not isinstance(rows, list):
-        raise TypeError("fundingInfo: expected a list")
-    out: dict[str, int] = {}
-    for row in rows:
-        hours = row["fundingIntervalHours"]
-        if type(hours) is not int or hours <= 0:
-            raise TypeError(f"fundingIntervalHours: expected a positive int, got {hours!r}")
-        out[text(row["symbol"])] = hours
-    return out
-
-
-# --- user data: USDⓈ-M ---------------------------------------------------------------------------
-
-
 def order_trade_update(d: Mapping[str, Any]) -> list[VenueEvent]:
     """``ORDER_TRADE_UPDATE`` -> [OrderReported] (+ FillReported on a trade).
 
@@ -190,7 +143,7 @@ def order_trade_update(d: Mapping[str, Any]) -> list[VenueEvent]:
     cid = o["c"]
     if type(cid) is not str:
         raise TypeError("o.c: expected a string")
-    side = _SIDE[o["S"]]
+    side = SIDES[o["S"]]
     exec_type = o["x"]
     ts = ms(o["T"]) if "T" in o else ms(d["E"])
     venue_order_id = str(o["i"])
@@ -207,7 +160,7 @@ def order_trade_update(d: Mapping[str, Any]) -> list[VenueEvent]:
                     iid,
                     cid,
                     venue_order_id,
-                    _status(o["X"], filled),
+                    order_status(o["X"], filled),
                     side,
                     dec(o["q"]),
                     filled,
@@ -301,7 +254,7 @@ def execution_report(d: Mapping[str, Any]) -> list[VenueEvent]:
     cid = orig if orig else d["c"]
     if type(cid) is not str:
         raise TypeError("c: expected a string")
-    side = _SIDE[d["S"]]
+    side = SIDES[d["S"]]
     filled = dec(d["z"])
     quote_qty = dec_or(d, "Z", ZERO)
     ts = ms(d["T"]) if "T" in d else ms(d["E"])
@@ -313,7 +266,7 @@ def execution_report(d: Mapping[str, Any]) -> list[VenueEvent]:
                 iid,
                 cid,
                 venue_order_id,
-                _status(d["X"], filled),
+                order_status(d["X"], filled),
                 side,
                 dec(d["q"]),
                 filled,
@@ -352,115 +305,6 @@ def outbound_account_position(d: Mapping[str, Any], wallet: Wallet) -> list[Venu
         BalanceReported(Balance(VENUE, wallet, text(b["a"]), dec(b["f"]), dec(b["l"]), ts_ms=ts))
         for b in d["B"]
     ]
-
-
-# --- REST answers ---------------------------------------------------------------------------------
-
-
-def order_update_from_rest(d: Mapping[str, Any], market: Market) -> OrderUpdate:
-    """A new/cancel/query order answer (spot, margin or USDⓈ-M, RESULT shape) -> OrderUpdate."""
-    filled = dec(d["executedQty"])
-    if "avgPrice" in d:
-        avg: Decimal | None = dec(d["avgPrice"])
-    elif "cummulativeQuoteQty" in d and filled > 0:
-        avg = dec(d["cummulativeQuoteQty"]) / filled
-    elif "cumQuote" in d and filled > 0:
-        avg = dec(d["cumQuote"]) / filled
-    else:
-        avg = None
-    ts = d.get("updateTime") or d.get("transactTime") or d.get("time") or 0
-    cid = d.get("origClientOrderId") or d["clientOrderId"]
-    return OrderUpdate(
-        instrument_id(market, d["symbol"]),
-        text(cid),
-        str(d["orderId"]),
-        _status(d["status"], filled),
-        _SIDE[d["side"]],
-        dec(d["origQty"]),
-        filled,
-        avg if avg is not None and avg > 0 and filled > 0 else None,
-        ms(ts),
-    )
-
-
-def positions_from_risk(rows: Any) -> list[VenuePosition]:
-    """``GET /fapi/v3/positionRisk`` -> non-flat :class:`VenuePosition` list."""
-    if not isinstance(rows, list):
-        raise TypeError("positionRisk: expected a list")
-    out = []
-    for r in rows:
-        qty = dec(r["positionAmt"])
-        if qty == 0:
-            continue
-        liq = dec_or(r, "liquidationPrice", ZERO)
-        adl = r.get("adl")
-        out.append(
-            VenuePosition(
-                instrument_id(Market.PERPETUAL, r["symbol"]),
-                qty,
-                dec(r["entryPrice"]),
-                dec(r["markPrice"]),
-                liquidation_price=liq if liq > 0 else None,
-                unrealized_pnl=dec_or(r, "unRealizedProfit", ZERO),
-                maintenance_margin=dec_or(r, "maintMargin", ZERO),
-                adl_rank=adl if type(adl) is int else None,
-                ts_ms=ms(r.get("updateTime", 0)),
-            )
-        )
-    return out
-
-
-def funding_payments(rows: Any) -> list[FundingPayment]:
-    """``GET /fapi/v1/income?incomeType=FUNDING_FEE`` -> FundingPayment list (``tranId`` is the id)."""
-    if not isinstance(rows, list):
-        raise TypeError("income: expected a list")
-    out = []
-    for r in rows:
-        if r["incomeType"] != "FUNDING_FEE":
-            continue
-        out.append(
-            FundingPayment(
-                instrument_id(Market.PERPETUAL, r["symbol"]),
-                str(r["tranId"]),
-                dec(r["income"]),
-                text(r["asset"]),
-                ms(r["time"]),
-            )
-        )
-    out.sort(key=lambda p: p.ts_ms)
-    return out
-
-
-def user_trades(rows: Any, market: Market) -> list[Fill]:
-    """``GET /api/v3/myTrades`` or ``/fapi/v1/userTrades`` -> Fill list, oldest first.
-
-    These rows carry the venue order id but not the client order id: ``client_order_id`` is "".
-    """
-    if not isinstance(rows, list):
-        raise TypeError("trades: expected a list")
-    out = []
-    for r in rows:
-        if "side" in r:
-            side = _SIDE[r["side"]]
-        else:
-            side = Side.BUY if r["isBuyer"] is True else Side.SELL
-        out.append(
-            Fill(
-                instrument_id(market, r["symbol"]),
-                "",
-                str(r["orderId"]),
-                str(r["id"]),
-                side,
-                dec(r["qty"]),
-                dec(r["price"]),
-                dec(r["commission"]),
-                r.get("commissionAsset") or "",
-                Liquidity.MAKER if (r.get("maker") is True or r.get("isMaker") is True) else Liquidity.TAKER,
-                ms(r["time"]),
-            )
-        )
-    out.sort(key=lambda f: f.ts_ms)
-    return out
 
 
 # --- requests -------------------------------------------------------------------------------------

@@ -371,7 +371,7 @@ class StreamRunner:
 
     async def run_user_data(self, send: EventSender, *, task_status: trio.TaskStatus[None]) -> None:
         """Run the user-data streams until cancelled."""
-        margin = self.venue._spot_family is Family.SAPI
+        margin = self.venue.spot_margin
         await self._run_all(self.user_specs(margin=margin), send, task_status)
 
 

@@ -9,9 +9,9 @@ before they are sent and formatted from Decimals, never floats.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import trio
@@ -34,6 +34,7 @@ from fundarb.core.model import (
 from fundarb.core.venue_events import VenueEvent
 from fundarb.venues.binance import _endpoints as ep
 from fundarb.venues.binance import _translate as tr
+from fundarb.venues.binance import _translate_rest as rt
 from fundarb.venues.binance._auth import Credentials
 from fundarb.venues.binance._endpoints import LIVE_URLS, TESTNET_URLS, BaseUrls, Family
 from fundarb.venues.binance._http import RestSession, wall_clock_ms
@@ -44,6 +45,8 @@ from fundarb.venues.errors import BadPrecision, VenueProtocolError
 from fundarb.venues.protocol import EventSender
 
 __all__ = ["BinanceVenue"]
+
+T = TypeVar("T")
 
 _BAD = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError, IndexError)
 _TRANSFER_TYPES = {
@@ -56,7 +59,7 @@ _TRANSFER_TYPES = {
 }
 
 
-def _parse(what: str, fn: Any, *args: Any) -> Any:
+def _parse(what: str, fn: Callable[..., T], *args: Any) -> T:
     """Run a pure parser; a malformed answer becomes VenueProtocolError."""
     try:
         return fn(*args)
@@ -105,6 +108,11 @@ class BinanceVenue:
         return tr.VENUE
 
     @property
+    def spot_margin(self) -> bool:
+        """True when spot orders and spot user data go through cross margin (``/sapi``)."""
+        return self._spot_family is Family.SAPI
+
+    @property
     def rest(self) -> RestSession:
         """The REST session (clock offsets, rate limiters)."""
         return self._rest
@@ -120,7 +128,7 @@ class BinanceVenue:
         """Symbol -> funding interval hours for adjusted symbols (cached; others are 8 h)."""
         if self._intervals is None:
             rows = await self._rest.call(ep.funding_info())
-            self._intervals = _parse("fundingInfo", tr.funding_intervals, rows)
+            self._intervals = _parse("fundingInfo", rt.funding_intervals, rows)
         return self._intervals
 
     async def instrument_rules(self) -> dict[InstrumentId, InstrumentRules]:
@@ -147,7 +155,7 @@ class BinanceVenue:
             raise ValueError(f"{instrument}: funding exists only on perpetuals")
         hours = (await self.funding_intervals()).get(instrument.symbol, tr.DEFAULT_FUNDING_HOURS)
         doc = await self._rest.call(ep.premium_index(instrument.symbol))
-        return _parse("premiumIndex", tr.funding_from_premium_index, doc, hours)
+        return _parse("premiumIndex", rt.funding_from_premium_index, doc, hours)
 
     async def quote(self, instrument: InstrumentId) -> Quote:
         """Best bid/ask from the REST book ticker (spot answers carry no time: venue clock estimate)."""
@@ -155,7 +163,7 @@ class BinanceVenue:
         call = ep.futures_book_ticker(instrument.symbol) if perp else ep.spot_book_ticker(instrument.symbol)
         doc = await self._rest.call(call)
         return _parse(
-            "bookTicker", tr.quote_from_rest, doc, instrument.market, self._rest.venue_time_ms(Family.SPOT)
+            "bookTicker", rt.quote_from_rest, doc, instrument.market, self._rest.venue_time_ms(Family.SPOT)
         )
 
     async def server_time_ms(self) -> int:
@@ -190,26 +198,27 @@ class BinanceVenue:
             params["isIsolated"] = "FALSE"
             params["sideEffectType"] = "NO_SIDE_EFFECT"
         doc = await self._rest.call(ep.new_order(family, params))
-        return _parse("order", tr.order_update_from_rest, doc, request.instrument.market)
+        return _parse("order", rt.order_update_from_rest, doc, request.instrument.market)
 
     async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
         """``DELETE .../order?origClientOrderId=``; the answer carries the cumulative fill."""
         doc = await self._rest.call(
             ep.cancel_order(self._family(instrument), instrument.symbol, client_order_id)
         )
-        return _parse("cancel", tr.order_update_from_rest, doc, instrument.market)
+        return _parse("cancel", rt.order_update_from_rest, doc, instrument.market)
 
     async def query_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
         """``GET .../order?origClientOrderId=``; ``OrderNotFound`` (-2013) when the venue has none."""
         doc = await self._rest.call(
             ep.query_order(self._family(instrument), instrument.symbol, client_order_id)
         )
-        return _parse("query", tr.order_update_from_rest, doc, instrument.market)
+        return _parse("query", rt.order_update_from_rest, doc, instrument.market)
 
     # --- reconciliation ---
 
     async def open_orders(self, instrument: InstrumentId | None = None) -> list[OrderUpdate]:
         """Working orders of one instrument, or of every spot (or margin) and perpetual symbol."""
+        targets: list[tuple[Family, str | None, Market]]
         if instrument is not None:
             targets = [(self._family(instrument), instrument.symbol, instrument.market)]
         else:
@@ -219,12 +228,12 @@ class BinanceVenue:
             rows = await self._rest.call(ep.open_orders(family, symbol))
             if not isinstance(rows, list):
                 raise VenueProtocolError("binance openOrders: expected a list", venue=tr.VENUE)
-            out.extend(_parse("openOrders", tr.order_update_from_rest, row, market) for row in rows)
+            out.extend(_parse("openOrders", rt.order_update_from_rest, row, market) for row in rows)
         return out
 
     async def positions(self) -> list[VenuePosition]:
         """``GET /fapi/v3/positionRisk``, non-flat positions only."""
-        return _parse("positionRisk", tr.positions_from_risk, await self._rest.call(ep.position_risk()))
+        return _parse("positionRisk", rt.positions_from_risk, await self._rest.call(ep.position_risk()))
 
     async def balances(self) -> list[Balance]:
         """Spot balances, USDⓈ-M wallet balances and (with ``spot_margin``) cross-margin balances with debt."""
@@ -240,11 +249,11 @@ class BinanceVenue:
             call = ep.futures_user_trades(instrument.symbol, since_ms)
         else:
             call = ep.spot_my_trades(instrument.symbol, since_ms, margin=self._spot_family is Family.SAPI)
-        return _parse("trades", tr.user_trades, await self._rest.call(call), instrument.market)
+        return _parse("trades", rt.user_trades, await self._rest.call(call), instrument.market)
 
     async def funding_income_since(self, since_ms: int) -> list[FundingPayment]:
         """``GET /fapi/v1/income?incomeType=FUNDING_FEE`` since ``since_ms`` (first 1000 records)."""
-        return _parse("income", tr.funding_payments, await self._rest.call(ep.funding_income(since_ms)))
+        return _parse("income", rt.funding_payments, await self._rest.call(ep.funding_income(since_ms)))
 
     # --- margin and transfers ---
 

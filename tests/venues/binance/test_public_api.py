@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import fundarb.venues.binance as binance
 from fundarb.core.model import Market, OrderStatus, Side
 from fundarb.venues.binance import BinanceVenue, Credentials
-from fundarb.venues.binance import _translate as tr
+from fundarb.venues.binance import _translate_rest as rt
 from fundarb.venues.protocol import Venue
 
 from .conftest import payload
@@ -32,31 +32,31 @@ def test_implements_the_venue_protocol() -> None:
 
 
 def test_spot_rest_order_answers() -> None:
-    full = tr.order_update_from_rest(payload("spot_rest_new_order_full.json"), Market.SPOT)
+    full = rt.order_update_from_rest(payload("spot_rest_new_order_full.json"), Market.SPOT)
     assert (full.client_order_id, full.venue_order_id, full.status, full.side) == (
         "6gCrw2kRUAF9CvJDGP16IP", "28", OrderStatus.FILLED, Side.SELL)  # fmt: skip
     assert (full.quantity, full.filled_qty, full.avg_price, full.ts_ms) == (
         D("10.00000000"), D("10.00000000"), D("1"), 1507725176595)  # fmt: skip
-    result = tr.order_update_from_rest(payload("spot_rest_new_order_result.json"), Market.SPOT)
+    result = rt.order_update_from_rest(payload("spot_rest_new_order_result.json"), Market.SPOT)
     assert result.status is OrderStatus.FILLED and result.filled_qty == D("10")
-    cancel = tr.order_update_from_rest(payload("spot_rest_cancel_order.json"), Market.SPOT)
+    cancel = rt.order_update_from_rest(payload("spot_rest_cancel_order.json"), Market.SPOT)
     assert (cancel.client_order_id, cancel.status, cancel.filled_qty, cancel.avg_price) == (
         "myOrder1", OrderStatus.CANCELED, D("0"), None)  # fmt: skip
-    query = tr.order_update_from_rest(payload("spot_rest_query_order.json"), Market.SPOT)
+    query = rt.order_update_from_rest(payload("spot_rest_query_order.json"), Market.SPOT)
     assert (query.client_order_id, query.status, query.quantity, query.ts_ms) == (
         "myOrder1", OrderStatus.NEW, D("1.0"), 1499827319559)  # fmt: skip
     assert str(query.instrument) == "binance:spot:LTCBTC"
 
 
 def test_usdm_rest_order_answers() -> None:
-    cancel = tr.order_update_from_rest(payload("usdm_rest_cancel_order.json"), Market.PERPETUAL)
+    cancel = rt.order_update_from_rest(payload("usdm_rest_cancel_order.json"), Market.PERPETUAL)
     assert (cancel.client_order_id, cancel.venue_order_id, cancel.status, cancel.quantity) == (
         "myOrder1", "283194212", OrderStatus.CANCELED, D("11"))  # fmt: skip
-    q = tr.order_update_from_rest(payload("usdm_rest_query_order.json"), Market.PERPETUAL)
+    q = rt.order_update_from_rest(payload("usdm_rest_query_order.json"), Market.PERPETUAL)
     assert (q.client_order_id, q.status, q.quantity, q.avg_price, q.ts_ms) == (
         "abc", OrderStatus.NEW, D("0.40"), None, 1579276756075)  # fmt: skip
 
 
 def test_funding_history_and_intervals() -> None:
-    assert tr.funding_intervals(payload("usdm_rest_funding_info.json")) == {"BLZUSDT": 8}
-    assert tr.funding_payments(payload("usdm_rest_income_history.json")) == []  # a TRANSFER, not funding
+    assert rt.funding_intervals(payload("usdm_rest_funding_info.json")) == {"BLZUSDT": 8}
+    assert rt.funding_payments(payload("usdm_rest_income_history.json")) == []  # a TRANSFER, not funding
