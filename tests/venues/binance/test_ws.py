@@ -228,3 +228,117 @@ async def test_user_data_listen_key_and_ws_api_subscription(clock: trio.testing.
     assert params["apiKey"] == "ws-test-key"
     assert params["signature"] == sign(SECRET, ws_api_payload(params))
     assert fake.calls("POST", "/fapi/v1/listenKey")[0].headers["X-MBX-APIKEY"] == "ws-test-key"
+
+
+async def test_expired_listen_key_reconnects_with_a_new_key(clock: trio.testing.MockClock) -> None:
+    paths: list[str] = []
+
+    async def handler(request: WebSocketRequest) -> None:
+        paths.append(request.path)
+        ws = await request.accept()
+        try:
+            if request.path.startswith("/private/ws") and len([p for p in paths if "/private/" in p]) == 1:
+                await ws.send_message(
+                    orjson.dumps({"e": "listenKeyExpired", "E": 1, "listenKey": "k1"}).decode()
+                )
+            elif request.path.startswith("/private/ws"):
+                await ws.send_message(
+                    orjson.dumps(payload("usdm_ws_order_trade_update_partial.json")).decode()
+                )
+            elif request.path == "/ws-api/v3":
+                req = orjson.loads(await ws.get_message())
+                await ws.send_message(orjson.dumps({"id": req["id"], "status": 200, "result": {}}).decode())
+            await trio.sleep_forever()
+        except ConnectionClosed:
+            pass
+
+    fake = FakeRest()
+    fake.queue(
+        "POST", "/fapi/v1/listenKey", json_response({"listenKey": "k1"}), json_response({"listenKey": "k2"})
+    )
+    fake.default("GET", "/fapi/v1/openOrders", json_response([]))
+    fake.default("GET", "/api/v3/openOrders", json_response([]))
+    fake.default("GET", "/fapi/v3/positionRisk", json_response(payload("usdm_rest_position_risk_v3.json")))
+    send, receive = trio.open_memory_channel[Any](100)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await serve(nursery, handler)
+            v = make_venue(port, fake)
+            await nursery.start(v.run_user_data, send)
+            got = []
+            while not any(isinstance(e, OrderReported) for e in got):
+                got.append(await receive.receive())
+            nursery.cancel_scope.cancel()
+    kinds = [type(e).__name__ for e in got]
+    assert kinds == ["StreamDisconnected", "PositionReported", "StreamResynced", "OrderReported"]
+    assert got[0].reason == "listen key expired" and got[0].stream == "usdm-private"
+    assert got[1].position.quantity == D("30")  # resynced over REST before the stream is trusted again
+    private = [p for p in paths if p.startswith("/private/")]
+    assert [p.split("listenKey=")[1].split("&")[0] for p in private] == ["k1", "k2"]
+
+
+async def test_keepalive_minus_1125_reconnects(clock: trio.testing.MockClock) -> None:
+    connections = 0
+
+    async def handler(request: WebSocketRequest) -> None:
+        nonlocal connections
+        ws = await request.accept()
+        try:
+            if request.path.startswith("/private/ws"):
+                connections += 1
+            elif request.path == "/ws-api/v3":
+                req = orjson.loads(await ws.get_message())
+                await ws.send_message(orjson.dumps({"id": req["id"], "status": 200, "result": {}}).decode())
+            await trio.sleep_forever()
+        except ConnectionClosed:
+            pass
+
+    fake = FakeRest()
+    fake.default("POST", "/fapi/v1/listenKey", json_response({"listenKey": "k"}))
+    fake.queue(
+        "PUT",
+        "/fapi/v1/listenKey",
+        json_response({"code": -1125, "msg": "This listenKey does not exist."}, 400),
+    )
+    fake.default("GET", "/fapi/v1/openOrders", json_response([]))
+    fake.default("GET", "/api/v3/openOrders", json_response([]))
+    fake.default("GET", "/fapi/v3/positionRisk", json_response([]))
+    send, receive = trio.open_memory_channel[Any](100)
+    with trio.fail_after(4000):
+        async with trio.open_nursery() as nursery:
+            port = await serve(nursery, handler)
+            v = make_venue(port, fake, watchdog=300.0)  # few pings over the 30 virtual minutes
+            await nursery.start(v.run_user_data, send)
+            t0 = trio.current_time()
+            lost = await receive.receive()
+            elapsed = trio.current_time() - t0
+            resynced = await receive.receive()
+            nursery.cancel_scope.cancel()
+    assert isinstance(lost, StreamDisconnected) and lost.reason == "listen key expired"
+    assert 1800 <= elapsed < 1810  # the first keep-alive, 30 min in
+    assert isinstance(resynced, StreamResynced)
+    assert connections == 2 and len(fake.calls("POST", "/fapi/v1/listenKey")) == 2
+
+
+async def test_refused_ws_api_subscription_exhausts_the_budget(clock: trio.testing.MockClock) -> None:
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            if request.path == "/ws-api/v3":
+                req = orjson.loads(await ws.get_message())
+                answer = {"id": req["id"], "status": 401, "error": {"code": -2015, "msg": "Invalid API-key"}}
+                await ws.send_message(orjson.dumps(answer).decode())
+            await trio.sleep_forever()
+        except ConnectionClosed:
+            pass
+
+    fake = FakeRest()
+    fake.default("POST", "/fapi/v1/listenKey", json_response({"listenKey": "k"}))
+    send, _receive = trio.open_memory_channel[Any](100)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await serve(nursery, handler)
+            v = make_venue(port, fake)
+            with pytest.raises(VenueUnavailable, match="spot-user: gave up"):
+                await v.run_user_data(send)
+            nursery.cancel_scope.cancel()
