@@ -51,6 +51,37 @@ _ORDER_COLUMNS = (
     "venue_order_id, first_seq, last_seq, updated_ms"
 )
 _APPEND = "SELECT journal_append(" + ", ".join(f"${i}" for i in range(1, 23)) + ")"
+# The common critical append (one row, at most one position and one order touched) as one
+# statement with scalar parameters: ~80 us cheaper per call than unnest()ing arrays in
+# journal_append. Same semantics as journal_append (see the migration).
+_APPEND_ONE = """
+WITH j AS (
+    INSERT INTO journal (seq, ts_ms, kind, position_id, payload, crc) VALUES ($1, $2, $3, $4, $5, $6)
+), p AS (
+    INSERT INTO positions AS t (position_id, state, first_seq, last_seq, last_kind, updated_ms)
+    SELECT $7::text, $8::text, $9::bigint, $9::bigint, $10::text, $11::bigint WHERE $7::text IS NOT NULL
+    ON CONFLICT (position_id) DO UPDATE SET
+        state = COALESCE(excluded.state, t.state), last_seq = excluded.last_seq,
+        last_kind = excluded.last_kind, updated_ms = excluded.updated_ms
+), o AS (
+    INSERT INTO orders AS t (client_order_id, position_id, instrument, side, quantity, price, status,
+                             filled_qty, venue_order_id, first_seq, last_seq, updated_ms)
+    SELECT $12::text, $13::text, $14::text, $15::text, $16::text, $17::text, $18::text, $19::text,
+           $20::text, $21::bigint, $21::bigint, $22::bigint
+    WHERE $12::text IS NOT NULL
+    ON CONFLICT (client_order_id) DO UPDATE SET
+        position_id = COALESCE(excluded.position_id, t.position_id),
+        instrument = COALESCE(excluded.instrument, t.instrument),
+        side = COALESCE(excluded.side, t.side),
+        quantity = COALESCE(excluded.quantity, t.quantity),
+        price = COALESCE(excluded.price, t.price),
+        status = COALESCE(excluded.status, t.status),
+        filled_qty = COALESCE(excluded.filled_qty, t.filled_qty),
+        venue_order_id = COALESCE(excluded.venue_order_id, t.venue_order_id),
+        last_seq = excluded.last_seq, updated_ms = excluded.updated_ms
+)
+SELECT 1
+"""
 _MIGRATION_LOCK = 0x66756E64  # advisory lock key held while migrating ("fund")
 
 
@@ -90,20 +121,11 @@ class PostgresJournal(JournalBase):
     # --- backend hooks --------------------------------------------------------------------------
 
     async def _db_write(self, first_seq: int, rows: list[StoredRow], proj: ProjectionBatch) -> None:
-        args: list[list[Any]] = [
-            list(range(first_seq, first_seq + len(rows))),
-            [r.ts_ms for r in rows],
-            [r.kind for r in rows],
-            [r.position_id for r in rows],
-            [r.data for r in rows],
-            [r.crc for r in rows],
-        ]
-        args.extend(_columns(proj.positions, 5))
-        args.extend(_columns(proj.orders, 11))
+        query, args = _write_statement(first_seq, rows, proj)
         if self._writer.conn is None:
             await trio_asyncio.aio_as_trio(_checkout)(self._pool(), self._writer)
         try:
-            await trio_asyncio.aio_as_trio(_execute_on)(self._writer, _APPEND, args)
+            await trio_asyncio.aio_as_trio(_execute_on)(self._writer, query, args)
         except BaseException:
             await self._release_writer()
             raise
@@ -183,6 +205,26 @@ class PostgresJournal(JournalBase):
         )
         config, config_ms = (orjson.loads(rows[0][0]), rows[0][1]) if rows else (None, None)
         return JournalMeta(self.backend, self.location, self.schema_version, config, config_ms)
+
+
+def _write_statement(first_seq: int, rows: list[StoredRow], proj: ProjectionBatch) -> tuple[str, list[Any]]:
+    """The one statement that writes ``rows`` and their projection rows."""
+    if len(rows) == 1 and len(proj.positions) <= 1 and len(proj.orders) <= 1:
+        r = rows[0]
+        position = proj.positions[0] if proj.positions else (None,) * 5
+        order = proj.orders[0] if proj.orders else (None,) * 11
+        return _APPEND_ONE, [first_seq, r.ts_ms, r.kind, r.position_id, r.data, r.crc, *position, *order]
+    args: list[Any] = [
+        list(range(first_seq, first_seq + len(rows))),
+        [r.ts_ms for r in rows],
+        [r.kind for r in rows],
+        [r.position_id for r in rows],
+        [r.data for r in rows],
+        [r.crc for r in rows],
+    ]
+    args.extend(_columns(proj.positions, 5))
+    args.extend(_columns(proj.orders, 11))
+    return _APPEND, args
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
