@@ -54,6 +54,9 @@ def make_venue(port: int, fake: FakeRest, **kw: Any) -> BinanceVenue:
         futures_stream=f"ws://127.0.0.1:{port}",
     )
     kw.setdefault("reconnect", FAST)
+    # A long watchdog unless a test is about it: a mock-clock jump while real loopback I/O is in
+    # flight must not look like a silent socket.
+    kw.setdefault("watchdog", 1000.0)
     return BinanceVenue(
         Credentials("ws-test-key", SECRET),
         base_urls=urls,
