@@ -341,9 +341,14 @@ class _StreamState:
 
     async def watch(self) -> None:
         """Emit disconnect/resync at window edges even when no event flows; flush held events."""
+        plan = self.venue.plan
         while True:
-            await trio.sleep(self.venue.plan.poll_s)
+            await trio.sleep(plan.poll_s)
             await self._transition()
+            t = self.venue.elapsed_s()
+            pending = any(w.end_s > t for w in (*plan.ws_drops, *plan.maintenance))
+            if not (pending or self.down or self.held or plan.ws_drop_rate or plan.user_reorder_rate):
+                return  # no window edge can come any more: stop polling
             if self.held is not None and not self.down:
                 held, self.held = self.held, None
                 await self.send.send(held)
