@@ -33,6 +33,7 @@ from fundarb.journal.errors import (
     JournalError,
     JournalFull,
     JournalSchemaTooNew,
+    JournalWriteFailed,
 )
 from fundarb.journal.migrations import LATEST as SCHEMA_VERSION
 from fundarb.journal.projections import (
@@ -59,6 +60,7 @@ __all__ = [
     "JournalMeta",
     "JournalSchemaTooNew",
     "JournalStatistics",
+    "JournalWriteFailed",
     "OrderChange",
     "OrderRow",
     "PositionChange",

@@ -13,6 +13,9 @@ Semantics (identical on SQLite and PostgreSQL):
   ``await nursery.start(journal.run_writer)``, which writes everything queued in one transaction
   per batch (group commit). Closing the journal, or cancelling the writer, flushes what is queued
   under a shielded deadline. Queued entries are not durable until written.
+- **Refused writes.** A write the database answers with an error (constraint, disk full, seq
+  taken by another writer) raises :class:`~fundarb.journal.errors.JournalWriteFailed`; its
+  queued entries go back to the front of the queue.
 - **Uncertain outcome.** If a write is cancelled or fails after it may have reached the database,
   the next write first checks whether it committed (by the highest stored seq) and re-queues its
   batched entries only if it did not: nothing is duplicated, nothing dropped.
@@ -34,7 +37,13 @@ import orjson
 import trio
 
 from fundarb.journal.codec import CODEC, Codec
-from fundarb.journal.errors import JournalClosed, JournalCorrupt, JournalError, JournalFull
+from fundarb.journal.errors import (
+    JournalClosed,
+    JournalCorrupt,
+    JournalError,
+    JournalFull,
+    JournalWriteFailed,
+)
 from fundarb.journal.projections import (
     OrderChange,
     PositionChange,
@@ -355,7 +364,11 @@ class JournalBase:
         proj = project_batch((first + i, r) for i, r in enumerate(batch))
         try:
             await self._db_write(first, batch, proj)
-        except BaseException:
+        except JournalWriteFailed:  # known not stored: queue its queued rows again, in order
+            self._next_seq = None
+            self._pending.extendleft(reversed(queued))
+            raise
+        except BaseException:  # cancelled or the link broke: it may or may not have committed
             self._next_seq = None
             self._inflight = (first + len(batch) - 1, queued)
             raise

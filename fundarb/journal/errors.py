@@ -8,6 +8,7 @@ Hierarchy::
           │                         unknown kind from a newer version); names the row's seq
           ├── JournalSchemaTooNew   the database was migrated by a newer fundarb; refuse to start
           ├── JournalEncodeError    a payload cannot be journaled (unregistered type, bad value)
+          ├── JournalWriteFailed    the database refused a write: nothing of it was stored
           ├── JournalFull           the batched path holds too many unwritten entries
           └── JournalClosed         the journal was used after it was closed
 
@@ -26,6 +27,7 @@ __all__ = [
     "JournalError",
     "JournalFull",
     "JournalSchemaTooNew",
+    "JournalWriteFailed",
 ]
 
 
@@ -70,3 +72,11 @@ class JournalFull(JournalError):
 
 class JournalClosed(JournalError):
     """The journal was used after it was closed."""
+
+
+class JournalWriteFailed(JournalError):
+    """The database answered a write with an error, so none of it was stored (the transaction
+    rolled back). Queued entries it carried are queued again; a critical append is not durable.
+
+    A seq conflict means another process is writing the same journal: one engine per journal.
+    """

@@ -40,7 +40,7 @@ from fundarb.journal.base import (
     config_json,
 )
 from fundarb.journal.codec import CODEC, Codec
-from fundarb.journal.errors import JournalError
+from fundarb.journal.errors import JournalError, JournalWriteFailed
 from fundarb.journal.projections import ProjectionBatch
 
 __all__ = ["PostgresJournal", "open_postgres_journal", "redact_url"]
@@ -126,6 +126,15 @@ class PostgresJournal(JournalBase):
             await trio_asyncio.aio_as_trio(_checkout)(self._pool(), self._writer)
         try:
             await trio_asyncio.aio_as_trio(_execute_on)(self._writer, query, args)
+        except asyncpg.UniqueViolationError as exc:
+            await self._release_writer()
+            raise JournalWriteFailed(
+                f"{self.location}: seq {first_seq}.. already taken: is another process writing this "
+                f"journal? ({exc})"
+            ) from exc
+        except asyncpg.PostgresError as exc:  # the server refused the statement: it rolled back
+            await self._release_writer()
+            raise JournalWriteFailed(f"{self.location}: write refused: {exc}") from exc
         except BaseException:
             await self._release_writer()
             raise

@@ -29,7 +29,7 @@ from fundarb.journal.base import (
     config_json,
 )
 from fundarb.journal.codec import CODEC, Codec
-from fundarb.journal.errors import JournalError
+from fundarb.journal.errors import JournalError, JournalWriteFailed
 from fundarb.journal.projections import ProjectionBatch
 
 __all__ = ["SqliteJournal", "open_sqlite_journal"]
@@ -132,7 +132,14 @@ class SqliteJournal(JournalBase):
 
     async def _db_write(self, first_seq: int, rows: list[StoredRow], proj: ProjectionBatch) -> None:
         params = [(first_seq + i, r.ts_ms, r.kind, r.position_id, r.data, r.crc) for i, r in enumerate(rows)]
-        await self._run(_write, params, proj)
+        try:
+            await self._run(_write, params, proj)
+        except sqlite3.IntegrityError as exc:
+            raise JournalWriteFailed(
+                f"{self.path}: seq {first_seq}.. already taken: is another process writing this journal? ({exc})"
+            ) from exc
+        except sqlite3.Error as exc:  # rolled back in _write
+            raise JournalWriteFailed(f"{self.path}: write refused: {exc}") from exc
 
     async def _db_last_seq(self) -> int:
         return await self._run(_last_seq)

@@ -18,6 +18,7 @@ from fundarb.journal import (
     JournalCorrupt,
     JournalFull,
     JournalSchemaTooNew,
+    JournalWriteFailed,
     PositionChange,
     register_projector,
 )
@@ -398,3 +399,21 @@ def test_entry_validates_its_fields() -> None:
         Entry(REQUEST, ts_ms=True)
     with pytest.raises(ValueError, match="position_id"):
         Entry(REQUEST, ts_ms=1, position_id="")
+
+
+async def test_a_second_writer_is_detected_and_nothing_queued_is_lost(open_test_journal) -> None:
+    with trio.fail_after(IO_TIMEOUT):
+        async with open_test_journal() as first:
+            await first.append(_entries(2))
+            async with open_test_journal() as second:  # a second engine on the same journal
+                assert await second.append([Entry(StateChanged("intruder"), ts_ms=1, position_id="p9")]) == [
+                    3
+                ]
+            first.append_nowait(Entry(StateChanged("queued"), ts_ms=2, position_id="p1"))
+            with pytest.raises(JournalWriteFailed, match="another process") as info:
+                await first.append([Entry(REQUEST, ts_ms=3, position_id="p1")])
+            assert "seq 3" in str(info.value)
+            assert first.statistics().pending == 1  # the queued entry is queued again, not dropped
+            await first.flush()
+            payloads = [r.payload for r in await first.read()]
+            assert payloads[2:] == [StateChanged("intruder"), StateChanged("queued")]
