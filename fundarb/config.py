@@ -312,7 +312,7 @@ VARIABLES: tuple[Variable, ...] = (
        check=_POSITIVE),
     _v("SIM_DATA", "sim.data", Path, "path", None, "market data directory; unset: the vendored data",
        check=_dir_exists),
-    _v("SIM_START", "sim.start", datetime.date, "YYYY-MM-DD", "2023-01-01", "simulated start date (UTC)"),
+    _v("SIM_START", "sim.start", datetime.date, "YYYY-MM-DD", "2023-12-21", "simulated start date (UTC); the default is a high-funding stretch of the vendored data, so a first paper run trades within a minute"),
     _v("SIM_SEED", "sim.seed", int, "integer", "1", "random seed of the simulator",
        check=_between(0, None, lo_open=False)),
     _v("CAPITAL", "risk.capital", Decimal, _D, "100000", "capital in USDT", check=_POSITIVE),

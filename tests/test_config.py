@@ -68,8 +68,8 @@ def test_defaults() -> None:
     assert cfg.log_level == "INFO"
     assert cfg.sim.speed == 1440.0
     assert cfg.sim.data is None
-    assert cfg.sim.start == datetime.date(2023, 1, 1)
-    assert cfg.sim.start_ms == 1672531200000
+    assert cfg.sim.start == datetime.date(2023, 12, 21)
+    assert cfg.sim.start_ms == 1703116800000  # 2023-12-21T00:00Z
     assert cfg.sim.seed == 1
     assert cfg.risk.capital == Decimal("100000")
     assert cfg.risk.leverage == Decimal(3)
