@@ -75,39 +75,59 @@ class SyntheticBook:
     reference: Decimal | None = None
     _bids: list[Level] = attrs.field(factory=list)
     _asks: list[Level] = attrs.field(factory=list)
+    _jitter: list[float] = attrs.field(factory=list)
 
     def reprice(self, reference: Decimal, rng: random.Random) -> None:
-        """Rebuild both sides around ``reference`` (this also restores the liquidity taken)."""
+        """Rebuild both sides around ``reference`` (this also restores the liquidity taken).
+
+        The depth jitter is drawn now (so the rng sequence does not depend on what is read
+        later); the levels themselves are built on first use.
+        """
         if reference <= 0:
             raise ValueError(f"reference price must be > 0, got {reference}")
         self.reference = reference
-        cfg = self.config
+        self._jitter = [rng.random() for _ in range(2 * self.config.levels)]
         self._bids, self._asks = [], []
-        for i in range(cfg.levels):
-            off = (cfg.half_spread_bps + cfg.level_step_bps * i) / _BPS
-            bid = (reference * (1 - off) / self.tick).to_integral_value(ROUND_FLOOR) * self.tick
-            ask = (reference * (1 + off) / self.tick).to_integral_value(ROUND_CEILING) * self.tick
-            if ask <= bid:
-                ask = bid + self.tick
-            for side_levels, px in ((self._bids, bid), (self._asks, ask)):
-                jitter = Decimal(repr(round(1 + cfg.depth_jitter * (2 * rng.random() - 1), 6)))
-                qty = (cfg.level_notional * jitter / reference / self.lot).to_integral_value(ROUND_DOWN)
-                side_levels.append(Level(px, qty * self.lot))
-        if self._bids[0].price <= 0:
+        if self._price(Side.SELL, 0) <= 0:
             raise ValueError(f"reference {reference} too small for tick {self.tick}")
+
+    def _price(self, taker: Side, i: int) -> Decimal:
+        """Price of level ``i`` on the side a ``taker`` order hits."""
+        assert self.reference is not None
+        off = (self.config.half_spread_bps + self.config.level_step_bps * i) / _BPS
+        bid = (self.reference * (1 - off) / self.tick).to_integral_value(ROUND_FLOOR) * self.tick
+        if taker is Side.SELL:
+            return bid
+        ask = (self.reference * (1 + off) / self.tick).to_integral_value(ROUND_CEILING) * self.tick
+        return ask if ask > bid else bid + self.tick
+
+    def _build(self) -> None:
+        assert self.reference is not None
+        cfg = self.config
+        for i in range(cfg.levels):
+            for side_levels, taker, j in ((self._bids, Side.SELL, 2 * i), (self._asks, Side.BUY, 2 * i + 1)):
+                jitter = Decimal(repr(round(1 + cfg.depth_jitter * (2 * self._jitter[j] - 1), 6)))
+                qty = (cfg.level_notional * jitter / self.reference / self.lot).to_integral_value(ROUND_DOWN)
+                side_levels.append(Level(self._price(taker, i), qty * self.lot))
 
     def _side(self, taker: Side) -> list[Level]:
         if self.reference is None:
             raise ValueError("book has no reference price yet")
+        if not self._bids:
+            self._build()
         return self._asks if taker is Side.BUY else self._bids
 
     def best_bid(self) -> Decimal:
         """Best bid price (first level, even if its liquidity was taken)."""
-        return self._side(Side.SELL)[0].price
+        if self.reference is None:
+            raise ValueError("book has no reference price yet")
+        return self._price(Side.SELL, 0)
 
     def best_ask(self) -> Decimal:
         """Best ask price."""
-        return self._side(Side.BUY)[0].price
+        if self.reference is None:
+            raise ValueError("book has no reference price yet")
+        return self._price(Side.BUY, 0)
 
     def top_size(self, side: Side) -> Decimal:
         """Quantity left at the best level a taker on ``side`` would hit."""
