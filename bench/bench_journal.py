@@ -143,8 +143,10 @@ async def bench_postgres(args: argparse.Namespace) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"fundarb journal benchmark: {os.cpu_count()} CPUs, critical n={args.critical}, batched n={args.batched}"
+        f"fundarb journal benchmark: {os.cpu_count()} CPUs (load average {load}), "
+        f"critical n={args.critical}, batched n={args.batched}"
     )
     if args.backend in ("sqlite", "all"):
         await bench_sqlite(args)
