@@ -38,6 +38,7 @@ from fundarb.core.model import (
     Quote,
     Side,
     TimeInForce,
+    VenueFillKind,
     VenuePosition,
     Wallet,
 )
@@ -339,6 +340,33 @@ class SimExchange(Ledger):
     def funding_income_since(self, account: str, since_ms: int) -> list[FundingPayment]:
         """Funding payments at or after ``since_ms``, oldest first."""
         return [p for p in self.accounts[account].funding if p.ts_ms >= since_ms]
+
+    def margin_ratio(self, account: str) -> Decimal:
+        """Maintenance margin / equity of the futures account (>= 1 means liquidation); 0 when flat."""
+        acc = self.accounts[account]
+        mmr = self.config.margin.maintenance_margin_rate
+        maintenance = sum(
+            (abs(p.quantity) * self.mark(i) * mmr for i, p in acc.positions.items() if p.quantity), ZERO
+        )
+        if maintenance == 0:
+            return ZERO
+        equity = self.equity(account)
+        return maintenance / equity if equity > 0 else Decimal("Infinity")
+
+    def deleverage(self, account: str, iid: InstrumentId, fraction: Decimal, now_ms: int) -> Decimal:
+        """Force an ADL of ``fraction`` of the position (a scenario's hook); returns the quantity closed.
+
+        Only a profitable position is deleveraged, as on a real venue; otherwise nothing happens.
+        """
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        acc = self.accounts[account]
+        pos = acc.positions.get(iid)
+        if pos is None or pos.quantity == 0 or pos.quantity * (self.mark(iid) - pos.entry) <= 0:
+            return ZERO
+        qty = self.instruments[iid].round_qty(abs(pos.quantity) * fraction) or abs(pos.quantity)
+        self._venue_fill(acc, iid, qty, VenueFillKind.ADL, now_ms)
+        return qty
 
     def drain_events(self, account: str) -> list[VenueEvent]:
         """Take the events the account produced since the last drain, oldest first."""

@@ -277,3 +277,17 @@ def test_events_cover_every_state_change(ex: SimExchange) -> None:
 def test_unknown_instrument_rejected(ex: SimExchange) -> None:
     with pytest.raises(OrderRejected):
         ex.place_order("a", mkt("u", Side.BUY, "1", InstrumentId("sim", Market.SPOT, "DOGEUSDT")), 1)
+
+
+def test_forced_deleverage_and_margin_ratio() -> None:
+    ex = make_exchange(futures="10000")
+    assert ex.margin_ratio("a") == 0
+    ex.place_order("a", mkt("s", Side.SELL, "1"), 1)
+    ratio = ex.margin_ratio("a")
+    assert D("0.01") < ratio < D("0.02")  # 150 maintenance / ~9980 equity
+    assert ex.deleverage("a", PERP, D("0.5"), 2) == 0  # losing (entry at the bid): not deleveraged
+    ex.update_market(60_000, {PERP: D(29000), SPOT: D(29000)})
+    assert ex.deleverage("a", PERP, D("0.4"), 60_001) == D("0.4")
+    (f,) = [f for f in ex.fills_since("a", PERP, 0) if f.venue_generated]
+    assert f.venue_generated is VenueFillKind.ADL and f.price == D(29000) and f.fee == 0
+    assert ex.positions("a", 60_001)[0].quantity == D("-0.6")
