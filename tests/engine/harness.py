@@ -54,15 +54,18 @@ class Harness:
         return await self.manager.open_position(plan, ev.EntrySignalled(touch, touch))
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll ``predicate`` (virtual time under autojump_clock)."""
-    with trio.fail_after(timeout):
-        while not predicate():
+async def wait_for(predicate: Callable[[], bool], limit: float = 60.0) -> None:
+    """Poll ``predicate`` every 10 ms of virtual time; fail after ``limit`` virtual seconds."""
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - polls state owned by several tasks
             await trio.sleep(0.01)
 
 
-async def wait_state(runner: PositionRunner, *states: PositionState, timeout: float = 60.0) -> None:
-    await wait_for(lambda: runner.state in states, timeout)
+async def wait_state(runner: PositionRunner, *states: PositionState, limit: float = 60.0) -> None:
+    """Wait until the runner's position is in one of ``states``."""
+    with trio.fail_after(limit):
+        while runner.state not in states:
+            await runner.wait_stepped()
 
 
 async def _route(receive: trio.MemoryReceiveChannel[Any], manager: PositionManager) -> None:
@@ -80,7 +83,12 @@ async def open_harness(
     async with open_journal(None, tmp_path) as journal, trio.open_nursery() as n:
         await n.start(journal.run_writer)
         manager = PositionManager(
-            {"sim": venue}, journal, clock, telemetry, ExecutorSettings(order_timeout=order_timeout), cleanup_timeout
+            {"sim": venue},
+            journal,
+            clock,
+            telemetry,
+            ExecutorSettings(order_timeout=order_timeout),
+            cleanup_timeout,
         )
         await n.start(manager.run)
         send, receive = trio.open_memory_channel[Any](10_000)

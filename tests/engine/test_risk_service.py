@@ -1,0 +1,265 @@
+"""The risk service in a running engine: pre-trade gate, modes from rules and the operator, the
+kill switch end to end over HTTP, the breaker's feed, the margin ladder's actions, journaling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from fundarb.config import load_config
+from fundarb.core.model import InstrumentId, Market, Wallet
+from fundarb.core.position import PositionState
+from fundarb.core.risk_modes import ModeScope, TradingMode
+from fundarb.engine.app import Engine, run_engine
+from fundarb.engine.clock import EngineClock
+from fundarb.engine.risk_records import GateDecided, MarginActed, ModeSwitched, ObservedVenue
+from fundarb.engine.trader import Candidate
+from fundarb.metrics import create_metrics
+from fundarb.sim.venue import SIM_EPOCH_MS, SimVenue
+from fundarb.venues.errors import OrderRejected, VenueUnavailable
+from fundarb.venues.protocol import EventSender
+from tests.engine.harness import wait_for, wait_state
+
+TOKEN = "risk-test-token-7c1e9a2b5d"
+PERP = InstrumentId("sim", Market.PERPETUAL, "BTCUSDT")
+SPOT = InstrumentId("sim", Market.SPOT, "BTCUSDT")
+
+
+def config(tmp_path: Path, **extra: str) -> Any:
+    env = {
+        "FUNDARB_DATA_DIR": str(tmp_path),
+        "FUNDARB_HTTP_BIND": "127.0.0.1:0",
+        "FUNDARB_ADMIN_TOKEN": TOKEN,
+        "FUNDARB_SYMBOLS": "BTCUSDT",
+        "FUNDARB_ENTRY_APR": "9",  # the strategy itself never enters: tests open what they need
+        "FUNDARB_EXIT_APR": "-9",
+        "FUNDARB_STALE_AFTER": "5",
+        "FUNDARB_STATUS_INTERVAL": "30",
+    }
+    env.update({f"FUNDARB_{k}": v for k, v in extra.items()})
+    return load_config(env)
+
+
+class StallingVenue:
+    """A SimVenue whose market-data stream goes silent (connected, no frames) after ``stall_after``
+    seconds: the feed every venue has to watch for."""
+
+    def __init__(self, inner: SimVenue, stall_after: float) -> None:
+        self._inner, self.stall_after = inner, stall_after
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+    async def run_market_data(
+        self,
+        instruments: Sequence[InstrumentId],
+        send: EventSender,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        with trio.move_on_after(self.stall_after):
+            await self._inner.run_market_data(instruments, send, task_status=task_status)
+        await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, venue: Any, **extra: str) -> AsyncIterator[Engine]:
+    metrics = create_metrics()
+    clock = EngineClock.start(base_ms=SIM_EPOCH_MS)
+    async with trio.open_nursery() as n:
+        engine: Engine = await n.start(
+            lambda task_status: run_engine(
+                config(tmp_path, **extra), {"sim": venue}, metrics=metrics, clock=clock, task_status=task_status
+            )
+        )
+        yield engine
+        n.cancel_scope.cancel()
+
+
+def sample(engine: Engine, name: str, **labels: str) -> float:
+    return engine.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def records(engine: Engine, cls: type) -> list[Any]:
+    await engine.journal.flush()
+    return [r.payload for r in await engine.journal.read() if isinstance(r.payload, cls)]
+
+
+def candidate(engine: Engine) -> Candidate:
+    assert engine.trader is not None
+    return engine.trader.candidates[0]
+
+
+async def test_gate_allows_a_fresh_entry_and_journals_it(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(120):
+        async with running(tmp_path, SimVenue.for_tests()) as engine:
+            await wait_for(lambda: not engine.market.is_stale(PERP))
+            assert engine._entries_allowed(candidate(engine)) is None
+            assert sample(engine, "fundarb_risk_gate_decisions_total", decision="allow", reason="allowed") == 1
+            (decided,) = await records(engine, GateDecided)
+            assert decided.allowed and decided.reason == "allowed" and decided.instrument == str(PERP)
+
+
+async def test_leverage_beyond_the_liquidation_floor_is_refused(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    # 5x leaves ~19.5 % to liquidation, below the 25 % floor (FUNDARB_MIN_LIQ_DISTANCE)
+    with trio.fail_after(120):
+        async with running(tmp_path, SimVenue.for_tests(), LEVERAGE="5") as engine:
+            await wait_for(lambda: not engine.market.is_stale(PERP))
+            blocked = engine._entries_allowed(candidate(engine))
+            assert blocked is not None and blocked.startswith("liquidation_distance")
+            assert sample(engine, "fundarb_risk_gate_decisions_total", decision="deny", reason="liquidation_distance") == 1
+
+
+async def test_stalled_feed_sets_the_instrument_reducing_and_stops_entries(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    venue = StallingVenue(SimVenue.for_tests(step_ms=1000), stall_after=30)
+    with trio.fail_after(300):
+        async with running(tmp_path, venue) as engine:
+            await wait_for(lambda: not engine.market.is_stale(PERP))
+            assert engine._entries_allowed(candidate(engine)) is None
+            stalled_at = trio.current_time()
+            await wait_for(lambda: engine.risk.risk.effective(PERP) is TradingMode.REDUCING, timeout=120)
+            reacted = trio.current_time() - stalled_at
+            # 30 s of data, then 5 s stale_after plus at most one 1 s tick
+            assert 30 < reacted <= 30 + 5 + 1 + 1
+            blocked = engine._entries_allowed(candidate(engine))
+            assert blocked is not None and blocked.startswith("mode_reducing") and "stale" in blocked
+            switched = await records(engine, ModeSwitched)
+            assert any(m.scope == f"instrument:{PERP}" and m.mode == "reducing" for m in switched)
+            assert sample(engine, "fundarb_trading_mode_changes_total", scope_kind="instrument", mode="reducing") >= 1
+
+
+async def test_kill_switch_over_http_halts_globally_flattens_and_journals(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(300):
+        async with running(tmp_path, SimVenue.for_tests()) as engine:
+            await wait_for(lambda: not engine.market.is_stale(PERP))
+            c = candidate(engine)
+            runner = await open_carry(engine, c, "k1")
+            await wait_state(runner, PositionState.HEDGED)
+            url = engine.http_urls[0]
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(
+                    f"{url}/admin/kill",
+                    json={"reason": "drill"},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                )
+            assert answer.status_code == 200, answer.text
+            assert engine.risk.risk.modes.mode_of(ModeScope.GLOBAL) is TradingMode.HALTED
+            await wait_state(runner, PositionState.CLOSED)
+            assert [p for p in await engine.venues["sim"].positions() if p.quantity] == []
+            blocked = engine._entries_allowed(c)
+            assert blocked is not None
+            switched = await records(engine, ModeSwitched)
+            assert any(m.scope == "global" and m.mode == "halted" and m.reason == "drill" for m in switched)
+            assert sample(engine, "fundarb_kill_switch_activations_total", source="http") == 1
+            assert sample(engine, "fundarb_trading_mode_changes_total", scope_kind="global", mode="halted") == 1
+            # the gate itself refuses under HALTED, whatever the engine's own flag says
+            engine.halted = ""
+            blocked = engine._entries_allowed(c)
+            assert blocked is not None and blocked.startswith("mode_halted")
+
+
+async def open_carry(engine: Engine, c: Candidate, pid: str, qty: str = "0.1") -> Any:
+    from fundarb.core import events as ev
+    from fundarb.core.model import Side, TimeInForce
+    from fundarb.core.position_model import LegSpec, PositionPlan
+
+    plan = PositionPlan(
+        pid, LegSpec(c.perp, Side.SELL, D(qty)), LegSpec(c.spot, Side.BUY, D(qty)), entry_time_in_force=TimeInForce.IOC
+    )
+    quote = engine.market.quote(c.perp.id)
+    assert quote is not None
+    return await engine.manager.open_position(plan, ev.EntrySignalled(quote.bid, quote.bid))
+
+
+# --- the breaker's feed --------------------------------------------------------------------------
+
+
+class Flaky:
+    """A minimal venue whose calls fail while ``down``."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.down = False
+
+    async def quote(self, instrument: InstrumentId) -> str:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise VenueUnavailable("connection refused", venue=self.name)
+        return "ok"
+
+    async def place_order(self, request: object) -> None:
+        await trio.lowlevel.checkpoint()
+        raise OrderRejected("insufficient balance", venue=self.name)
+
+
+async def test_observed_venue_reports_api_errors_but_not_refusals() -> None:
+    seen: list[tuple[str, bool]] = []
+    venue = ObservedVenue(Flaky(), lambda name, ok: seen.append((name, ok)))
+    assert await venue.quote(PERP) == "ok"
+    with pytest.raises(OrderRejected):
+        await venue.place_order(object())
+    venue.inner.down = True
+    with pytest.raises(VenueUnavailable):
+        await venue.quote(PERP)
+    assert seen == [("flaky", True), ("flaky", True), ("flaky", False)]
+
+
+async def test_error_rate_breaker_sets_the_venue_reducing(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(120):
+        async with running(tmp_path, SimVenue.for_tests()) as engine:
+            await wait_for(lambda: not engine.market.is_stale(PERP))
+            for _ in range(30):
+                engine.risk.on_venue_call("sim", False)
+            assert engine.risk.risk.effective(PERP) is TradingMode.REDUCING
+            blocked = engine._entries_allowed(candidate(engine))
+            assert blocked is not None and blocked.startswith("mode_reducing")
+            switched = await records(engine, ModeSwitched)
+            assert any(m.scope == "venue:sim" and m.mode == "reducing" for m in switched)
+
+
+# --- the margin ladder's actions -----------------------------------------------------------------
+
+
+async def test_margin_pass_tops_up_from_free_collateral(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    # 0.5 BTC short at 30000 on 3000 USDT of futures margin: ~20 % from liquidation -> top up
+    venue = SimVenue.for_tests(balances={(Wallet.FUTURES, "USDT"): D(3000), (Wallet.SPOT, "USDT"): D(50000)})
+    with trio.fail_after(120):
+        async with running(tmp_path, venue, LEVERAGE="3") as engine:
+            await wait_for(lambda: not engine.market.is_stale(PERP))
+            runner = await open_carry(engine, candidate(engine), "m1", qty="0.5")
+            await wait_state(runner, PositionState.HEDGED)
+            before = await futures_usdt(engine)
+            actions = await engine.risk.check_margin(engine.venues["sim"])
+            assert [a.kind.value for a in actions] == ["top_up"]
+            assert await futures_usdt(engine) == before + actions[0].top_up
+            acted = await records(engine, MarginActed)
+            assert acted[-1].kind == "top_up" and acted[-1].outcome == "transferred"
+            (pos,) = [p for p in await engine.venues["sim"].positions() if p.quantity]
+            assert pos.liquidation_distance is not None and pos.liquidation_distance > D("0.30")
+
+
+async def futures_usdt(engine: Engine) -> D:
+    return next(
+        b.free for b in await engine.venues["sim"].balances() if b.wallet is Wallet.FUTURES and b.asset == "USDT"
+    )
