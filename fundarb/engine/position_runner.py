@@ -67,7 +67,7 @@ class PositionRunner:
     _send: trio.MemorySendChannel[object] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[object] = attrs.field(init=False)
     _last_ms: int | None = attrs.field(init=False, default=None)
-    _a_fill_at: float | None = attrs.field(init=False, default=None)
+    _hedge_triggered: dict[str, float] = attrs.field(init=False, factory=dict)
     _stepped: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
@@ -117,13 +117,13 @@ class PositionRunner:
 
     async def apply(self, event: object, commands: trio.Nursery, *, rest_fallback: bool) -> None:
         """Step the machine, journal the step and its commands, then start the commands."""
+        received = trio.current_time()
         now = self.clock.now_ms()
         self._account_exposure(now)
-        if isinstance(event, (ev.OrderFilled, ev.OrderPartiallyFilled)):
-            order = self.position.order(event.cid)
-            if order is not None and order.leg is Leg.A and order.purpose is OrderPurpose.ENTRY:
-                self._a_fill_at = trio.current_time()
         new, cmds = step(self.position, event, now)  # type: ignore[arg-type]
+        for c in cmds:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
+            if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE:
+                self._hedge_triggered[c.request.client_order_id] = received
         entries = [Entry(PositionStepped(event, now, new.state.value), now, self.id)]  # type: ignore[arg-type]
         entries += [Entry(c, now, self.id) for c in cmds if not isinstance(c, ArmTimer)]
         await self.journal.append(entries)  # durable before any command is acted on
@@ -155,9 +155,9 @@ class PositionRunner:
 
     def _on_sent(self, cmd: PlaceOrder) -> None:
         self.telemetry.order_sent(cmd.request.instrument.venue)
-        if cmd.purpose is OrderPurpose.HEDGE and self._a_fill_at is not None:
-            self.telemetry.hedge_gap(trio.current_time() - self._a_fill_at)
-            self._a_fill_at = None
+        started = self._hedge_triggered.pop(cmd.request.client_order_id, None)
+        if started is not None:
+            self.telemetry.hedge_gap(trio.current_time() - started)
 
     async def _timer(self, deadline_ms: int) -> None:
         await trio.sleep_until(self.clock.trio_deadline(deadline_ms))
