@@ -78,12 +78,14 @@ _STATUS = {
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
 SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
-_ids: dict[Market, dict[str, InstrumentId]] = {Market.SPOT: {}, Market.PERPETUAL: {}}
+_PERP_IDS: dict[str, InstrumentId] = {}
+_SPOT_IDS: dict[str, InstrumentId] = {}
 
 
 def instrument_id(market: Market, symbol: Any) -> InstrumentId:
     """The (cached) :class:`InstrumentId` of a Binance symbol on ``market``."""
-    cache = _ids[market]
+    # Two plain dicts keyed by str: hashing an Enum member runs Python code, this is the hot path.
+    cache = _PERP_IDS if market is Market.PERPETUAL else _SPOT_IDS
     iid = cache.get(symbol) if type(symbol) is str else None
     if iid is None:
         iid = InstrumentId(VENUE, market, text(symbol))
