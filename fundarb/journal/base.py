@@ -397,10 +397,11 @@ class JournalBase:
                 self._wake = trio.Event()
                 if self._closed:
                     break
-                async with self._write_lock:
-                    while self._pending or self._inflight is not None:
+                while self._pending or self._inflight is not None:
+                    # the lock is taken per batch and trio.Lock is fair, so a critical append
+                    # waits for at most one batch, then writes the rest of the queue itself
+                    async with self._write_lock:
                         await self._write(self._take_pending(self.max_batch), [])
-                        await trio.lowlevel.checkpoint()
         finally:
             await self._final_flush()
 

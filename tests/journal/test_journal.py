@@ -417,3 +417,17 @@ async def test_a_second_writer_is_detected_and_nothing_queued_is_lost(open_test_
             await first.flush()
             payloads = [r.payload for r in await first.read()]
             assert payloads[2:] == [StateChanged("intruder"), StateChanged("queued")]
+
+
+async def test_a_critical_append_waits_for_at_most_one_batch(open_test_journal) -> None:
+    with trio.fail_after(IO_TIMEOUT):
+        async with open_test_journal(max_batch=10) as j, trio.open_nursery() as nursery:
+            await nursery.start(j.run_writer)
+            for e in _entries(1000):
+                j.append_nowait(e)
+            await trio.lowlevel.checkpoint()  # the writer starts its first batch
+            writes_before = j.statistics().writes
+            [seq] = await j.append([Entry(REQUEST, ts_ms=1, position_id="p1")])
+            assert seq == 1001  # after everything queued before it
+            assert j.statistics().writes - writes_before <= 2  # one writer batch, then its own write
+            nursery.cancel_scope.cancel()
