@@ -423,3 +423,51 @@ async def test_spot_margin_orders_borrow_repay_and_transfer(autojump_clock: Any)
     assert dict(query(fake.calls("POST", "/sapi/v1/asset/transfer")[0]))["type"] == "MAIN_UMFUTURE"
     with pytest.raises(ValueError):
         await v.borrow("BTC", D("-1"))
+
+
+async def test_balances_fills_and_open_orders(autojump_clock: Any) -> None:
+    fake = FakeRest()
+    fake.default("GET", "/api/v3/account", json_response({"balances": [
+        {"asset": "BTC", "free": "0.50000000", "locked": "0.10000000"},
+        {"asset": "ETH", "free": "0.00000000", "locked": "0.00000000"},
+    ]}))  # fmt: skip
+    fake.default("GET", "/fapi/v3/balance", json_response([
+        {"accountAlias": "SgsR", "asset": "USDT", "balance": "1000.50000000", "crossWalletBalance": "1000.5",
+         "crossUnPnl": "0", "availableBalance": "990", "maxWithdrawAmount": "990", "marginAvailable": True,
+         "updateTime": 1700000000500},
+    ]))  # fmt: skip
+    fake.default("GET", "/sapi/v1/margin/account", json_response({"userAssets": [
+        {"asset": "BTC", "free": "0", "locked": "0", "borrowed": "0.01000000", "interest": "0.00000100",
+         "netAsset": "-0.01000100"},
+    ]}))  # fmt: skip
+    fake.default("GET", "/fapi/v1/userTrades", json_response([
+        {"buyer": False, "commission": "0.07819010", "commissionAsset": "USDT", "id": 698759, "maker": False,
+         "orderId": 25851813, "price": "7819.01", "qty": "0.002", "quoteQty": "15.63802",
+         "realizedPnl": "-0.91539999", "side": "SELL", "positionSide": "BOTH", "symbol": "BTCUSDT",
+         "time": 1569514978020},
+    ]))  # fmt: skip
+    fake.default("GET", "/sapi/v1/margin/myTrades", json_response([
+        {"symbol": "BTCUSDT", "id": 28457, "orderId": 100234, "price": "30000.01", "qty": "0.00100000",
+         "commission": "0.00000100", "commissionAsset": "BTC", "time": 1499865549590, "isBuyer": True,
+         "isMaker": True, "isBestMatch": True, "isIsolated": False},
+    ]))  # fmt: skip
+    fake.default("GET", "/fapi/v1/openOrders", json_response([payload("usdm_rest_query_order.json")]))
+    fake.default("GET", "/sapi/v1/margin/openOrders", json_response([]))
+    v = venue(fake, spot_margin=True)
+    balances = {(b.wallet, b.asset): b for b in await v.balances()}
+    assert set(balances) == {(Wallet.SPOT, "BTC"), (Wallet.FUTURES, "USDT"), (Wallet.MARGIN, "BTC")}
+    assert (balances[(Wallet.SPOT, "BTC")].free, balances[(Wallet.SPOT, "BTC")].locked) == (
+        D("0.5"),
+        D("0.1"),
+    )
+    assert balances[(Wallet.FUTURES, "USDT")].free == D("1000.5")
+    assert balances[(Wallet.MARGIN, "BTC")].borrowed == D("0.01000100")
+    [perp_fill] = await v.fills_since(BTC_PERP, 1569514978000)
+    assert (perp_fill.side, perp_fill.quantity, perp_fill.price, perp_fill.fee, perp_fill.trade_id) == (
+        Side.SELL, D("0.002"), D("7819.01"), D("0.07819010"), "698759")  # fmt: skip
+    assert perp_fill.venue_order_id == "25851813" and perp_fill.client_order_id == ""
+    assert dict(query(fake.calls("GET", "/fapi/v1/userTrades")[0]))["startTime"] == "1569514978000"
+    [spot_fill] = await v.fills_since(BTC_SPOT, 0)
+    assert (spot_fill.side, spot_fill.liquidity.value, spot_fill.fee_asset) == (Side.BUY, "MAKER", "BTC")
+    [order] = await v.open_orders()
+    assert (order.instrument, order.client_order_id, order.quantity) == (BTC_PERP, "abc", D("0.40"))
