@@ -62,10 +62,13 @@ async def wait_for(predicate: Callable[[], bool], limit: float = 60.0) -> None:
 
 
 async def wait_state(runner: PositionRunner, *states: PositionState, limit: float = 60.0) -> None:
-    """Wait until the runner's position is in one of ``states``."""
-    with trio.fail_after(limit):
-        while runner.state not in states:
-            await runner.wait_stepped()
+    """Wait until the runner's position is in one of ``states``.
+
+    Polls rather than waiting on the runner's step signal on purpose: the 10 ms poll keeps the
+    mock clock's jumps small while a journal thread is busy (a jump to the venue's next market
+    step would be 60 virtual seconds).
+    """
+    await wait_for(lambda: runner.state in states, limit)
 
 
 async def _route(receive: trio.MemoryReceiveChannel[Any], manager: PositionManager) -> None:

@@ -139,7 +139,8 @@ async def test_sigint_during_hedge_pending_hedges_or_flattens_before_exit(tmp_pa
             quote = await inner.quote(PERP)
             runner = await engine.manager.open_position(harness_plan, _entry(quote.bid))
             await hedge_sent.wait()
-            assert runner.state is S.HEDGE_PENDING
+            await wait_state(runner, S.HEDGE_PENDING)  # leg A's order done, the hedge in flight
+            assert runner.position.unhedged_qty == D("0.1")
             signal.raise_signal(signal.SIGINT)
     assert runner.state is S.CLOSED
     assert await _flat(inner)
