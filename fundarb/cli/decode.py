@@ -3,8 +3,9 @@
 Reads one JSON document per line (or the whole input as one document when it does not split
 into lines of JSON), decodes each with the venue's decoder and prints one JSON line per
 normalized event: ``{"type": "<EventClass>", ...fields}`` with Decimals and enums as strings.
-Bad input prints ``{"error": "...", "line": n}`` and decoding goes on. Exit status 0, or 2 when
-the input cannot be read.
+Bad input prints ``{"error": "...", "line": n}`` and decoding goes on; a summary of the counts
+(frames, events, errors, ignored and unknown event types) goes to stderr at the end. Exit status
+0, or 2 when the input cannot be read.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", default="-", help="input file, or - for stdin (default)")
 
 
-def _decoder(venue: str) -> Callable[[bytes], list[Any]]:
+def _decoder(venue: str) -> tuple[Callable[[bytes], list[Any]], Callable[[], Any]]:
     if venue == "binance":
         from fundarb.venues.binance import BinanceDecoder
 
-        return BinanceDecoder().decode
+        decoder = BinanceDecoder()
+        return decoder.decode, decoder.statistics
     raise ValueError(f"unknown venue {venue!r}")
 
 
@@ -81,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fundarb decode: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
-    decode = _decoder(args.venue)
+    decode, statistics = _decoder(args.venue)
     out = sys.stdout.buffer
     for line_no, doc in _documents(data):
         try:
@@ -92,4 +94,8 @@ def main(args: argparse.Namespace) -> int:
         for event in events:
             out.write(orjson.dumps(event_to_json(event)) + b"\n")
     out.flush()
+    stats = statistics()
+    summary = {"frames": stats.frames, "events": stats.events, "errors": stats.errors, "ignored": stats.control,
+               "unknown": stats.unknown, "unknown_types": list(stats.unknown_types)}  # fmt: skip
+    print(f"fundarb decode: {orjson.dumps(summary).decode()}", file=sys.stderr)
     return 0

@@ -14,10 +14,10 @@ from fundarb.__main__ import main
 from .conftest import PAYLOADS, payload_bytes
 
 
-def _run(capsysbinary: pytest.CaptureFixture[bytes], argv: list[str]) -> tuple[int, list[dict]]:
+def _run(capsysbinary: pytest.CaptureFixture[bytes], argv: list[str]) -> tuple[int, list[dict], str]:
     rc = main(argv)
-    out = capsysbinary.readouterr().out
-    return rc, [orjson.loads(line) for line in out.splitlines()]
+    captured = capsysbinary.readouterr()
+    return rc, [orjson.loads(line) for line in captured.out.splitlines()], captured.err.decode()
 
 
 def test_json_lines_with_a_bad_line(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -29,7 +29,7 @@ def test_json_lines_with_a_bad_line(tmp_path: Path, capsysbinary: pytest.Capture
     ]
     f = tmp_path / "frames.jsonl"
     f.write_bytes(b"\n".join(lines) + b"\n")
-    rc, docs = _run(capsysbinary, ["decode", "--venue", "binance", str(f)])
+    rc, docs, err = _run(capsysbinary, ["decode", "--venue", "binance", str(f)])
     assert rc == 0
     assert [d.get("type", "error") for d in docs] == [
         "OrderReported",
@@ -40,6 +40,9 @@ def test_json_lines_with_a_bad_line(tmp_path: Path, capsysbinary: pytest.Capture
     assert docs[0]["update"]["filled_qty"] == "0.004"
     assert docs[1]["fill"]["price"] == "37000.10"
     assert docs[2]["line"] == 2
+    summary = orjson.loads(err.split("fundarb decode: ", 1)[1])
+    assert summary == {"frames": 4, "events": 3, "errors": 1, "ignored": 0, "unknown": 1,
+                       "unknown_types": ["aggTrade"]}  # fmt: skip
     assert docs[3]["funding"] == {
         "instrument": "binance:perp:BTCUSDT",
         "rate": "0.00038167",
@@ -52,7 +55,7 @@ def test_json_lines_with_a_bad_line(tmp_path: Path, capsysbinary: pytest.Capture
 
 
 def test_single_pretty_printed_document(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    rc, docs = _run(
+    rc, docs, _err = _run(
         capsysbinary, ["decode", "--venue", "binance", str(PAYLOADS / "spot_uds_execution_report.json")]
     )
     assert rc == 0
