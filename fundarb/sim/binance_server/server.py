@@ -1,0 +1,193 @@
+"""BinanceServer: the simulated exchange behind Binance's REST and websocket interfaces, on loopback.
+
+One venue (a :class:`~fundarb.sim.venue.SimVenue` over one SimExchange and a market driver, or a
+:class:`~fundarb.sim.faults.FaultyVenue` around one) answers both faces; it keeps its state for as
+long as the server runs, so an engine can be killed and restarted against it. REST is served by
+hypercorn's Trio worker, websockets by trio-websocket on a second port::
+
+    server = BinanceServer.for_tests(credentials={"key": "secret"})
+    urls = await nursery.start(server.run)          # ServerUrls(http=..., ws=...)
+    venue = BinanceVenue(Credentials("key", "secret"), base_urls=urls.base_urls())
+
+Server time is the venue's sim time (``SimVenue.sim_time_ms``); signed requests are checked
+against it, so a client syncs its clock with ``GET /fapi/v1/time`` as it would with Binance.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import attrs
+import hypercorn.trio
+import trio
+from hypercorn.config import Config
+
+from fundarb.core.model import Wallet
+from fundarb.sim.binance_server._control import ServerControl
+from fundarb.sim.binance_server._rest import RestApp
+from fundarb.sim.binance_server._state import VENUE, ServerState
+from fundarb.sim.binance_server._streams import run_ws_server
+from fundarb.sim.drivers import MarketDriver
+from fundarb.sim.venue import SimVenue
+from fundarb.venues.binance._endpoints import BaseUrls
+from fundarb.venues.protocol import Venue
+
+__all__ = ["BinanceServer", "ServerStatistics", "ServerUrls"]
+
+
+@attrs.frozen
+class ServerUrls:
+    """Where a running server listens."""
+
+    http: str
+    ws: str
+
+    def base_urls(self) -> BaseUrls:
+        """Every Binance host of the adapter pointed at this server."""
+        return BaseUrls(
+            spot=self.http, futures=self.http, spot_stream=self.ws,
+            spot_ws_api=f"{self.ws}/ws-api/v3", futures_stream=self.ws,
+        )  # fmt: skip
+
+    def banner(self) -> str:
+        """The first line ``sim serve`` prints: ``listening http://... ws://...``."""
+        return f"listening {self.http} {self.ws}"
+
+
+@attrs.frozen
+class ServerStatistics:
+    """What :meth:`BinanceServer.statistics` reports."""
+
+    requests: int
+    connections: int
+    injected: Mapping[str, int]
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class BinanceServer:
+    """A Binance-compatible loopback server over ``venue`` (see the module docstring).
+
+    ``credentials`` maps accepted API keys to their secrets. ``clock`` is the server time in ms
+    (default: the venue's ``sim_time_ms`` when it has one, else the wall clock).
+    """
+
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        credentials: Mapping[str, str],
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        if venue.name != VENUE:
+            raise ValueError(f"the venue behind a Binance server must be named {VENUE!r}, got {venue.name!r}")
+        if not credentials:
+            raise ValueError("credentials: at least one API key is needed")
+        if clock is None:
+            sim_clock = getattr(venue, "sim_time_ms", None)
+            clock = sim_clock if callable(sim_clock) else _wall_ms
+        self.state = ServerState(venue, dict(credentials), clock)
+
+    def __repr__(self) -> str:
+        return f"BinanceServer(venue={self.venue.name!r}, keys={len(self.state.secrets)})"
+
+    @classmethod
+    def for_tests(
+        cls,
+        *,
+        credentials: Mapping[str, str],
+        seed: int = 0,
+        speed: float = 1.0,
+        step_ms: int = 1000,
+        prices: Mapping[str, Decimal | tuple[Decimal, Decimal]] | None = None,
+        funding_rate: Decimal = Decimal("0.0001"),
+        driver: MarketDriver | None = None,
+        balances: Mapping[tuple[Wallet, str], Decimal] | None = None,
+        wrap: Callable[[SimVenue], Venue] | None = None,
+    ) -> BinanceServer:
+        """A server over a funded ``SimVenue.for_tests(venue="binance", ...)``; ``wrap`` may put a
+        fault layer around it (``lambda v: FaultyVenue(v, plan, rng)``)."""
+        sim = SimVenue.for_tests(
+            seed=seed, speed=speed, step_ms=step_ms, prices=prices, funding_rate=funding_rate,
+            driver=driver, balances=balances, venue=VENUE,
+        )  # fmt: skip
+        return cls(wrap(sim) if wrap is not None else sim, credentials=credentials, clock=sim.sim_time_ms)
+
+    @property
+    def venue(self) -> Venue:
+        """The venue behind the server."""
+        return self.state.venue
+
+    @property
+    def control(self) -> ServerControl:
+        """Faults on demand (429, 5xx, lost acknowledgements, websocket drops and silence)."""
+        return self.state.control
+
+    async def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ws_port: int = 0,
+        *,
+        task_status: trio.TaskStatus[ServerUrls] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve REST on ``host:port`` and websockets on ``host:ws_port`` (0 picks free ports) until
+        cancelled; ``task_status`` gets the :class:`ServerUrls`."""
+        self.state.instruments = {i.id: i for i in await self.venue.instruments()}
+        config = Config()
+        config.bind = [f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.keep_alive_timeout = 24 * 3600  # virtual time jumps in tests must not close idle connections
+        config.graceful_timeout = 0.1
+        app: Any = RestApp(self.state)
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(hypercorn.trio.serve, app, config, mode="asgi"))
+            ws = await nursery.start(run_ws_server, self.state, host, ws_port)
+            http = binds[0] if binds else f"http://{host}:{port}"
+            task_status.started(ServerUrls(http=http, ws=f"ws://{host}:{ws}"))
+
+    def statistics(self) -> ServerStatistics:
+        """Requests served, open websocket connections, faults injected so far."""
+        return ServerStatistics(
+            self.state.requests_served, self.state.control.connections(), dict(self.state.control.injected)
+        )
+
+
+def load_fault_plan(path: str, venue: SimVenue, seed: int) -> Venue:
+    """Wrap ``venue`` in the fault layer described by the ``[faults]`` table of the TOML file ``path``.
+
+    Raises ValueError when the file is not a valid scenario (unknown keys are the fault plan's
+    own errors) and RuntimeError when the fault layer is not available.
+    """
+    import tomllib
+
+    try:
+        from fundarb.sim.faults import FaultPlan, FaultyVenue
+    except ImportError as exc:  # pragma: no cover - the fault layer ships with fundarb.sim
+        raise RuntimeError(f"the fault layer is not available: {exc}") from exc
+    with open(path, "rb") as f:
+        try:
+            doc = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not TOML: {exc}") from None
+    faults = doc.get("faults", {})
+    if not isinstance(faults, dict):
+        raise ValueError(f"{path}: [faults] must be a table")
+    plan = FaultPlan.from_dict(faults)
+    return FaultyVenue(venue, plan, random.Random(seed))
+
+
+def check_speed(speed: float) -> float:
+    """``speed`` if it is a finite positive number, else ValueError."""
+    if not math.isfinite(speed) or speed <= 0:
+        raise ValueError(f"speed must be a finite number > 0, got {speed}")
+    return speed
