@@ -127,7 +127,6 @@ async def run_stream(
                 if spec.on_open is not None:
                     with trio.fail_after(watchdog):
                         await spec.on_open(ws)
-                failures = 0
                 if ever_connected:
                     for event in await spec.resync():
                         await send.send(event)
@@ -135,6 +134,7 @@ async def run_stream(
                 else:
                     ever_connected = True
                     task_status.started()
+                failures = 0  # only a connection that subscribed and resynced resets the budget
                 live = True
                 reason = await _session(ws, spec, send, watchdog, wall_ms)
         except BaseException as exc:  # classified: only connection losses are retried

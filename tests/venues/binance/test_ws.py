@@ -345,3 +345,34 @@ async def test_refused_ws_api_subscription_exhausts_the_budget(clock: trio.testi
             with pytest.raises(VenueUnavailable, match="spot-user: gave up"):
                 await v.run_user_data(send)
             nursery.cancel_scope.cancel()
+
+
+async def test_failing_resync_counts_against_the_budget(clock: trio.testing.MockClock) -> None:
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            if request.path.startswith("/market/"):
+                await ws.send_message(mark_frame("0.00010000"))
+                await ws.aclose()  # every market connection drops at once
+                return
+            await trio.sleep_forever()
+        except ConnectionClosed:
+            pass
+
+    fake = FakeRest()
+    fake.default("GET", "/fapi/v1/premiumIndex", httpx.Response(502))  # the REST resync never works
+    send, receive = trio.open_memory_channel[Any](100)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await serve(nursery, handler)
+            v = make_venue(port, fake)
+            with pytest.raises(VenueUnavailable, match="usdm-market: gave up after 4"):
+                await v.run_market_data([BTC_PERP], send)
+            nursery.cancel_scope.cancel()
+    send.close()
+    events = [e async for e in receive]
+    funding = [e for e in events if isinstance(e, FundingReceived)]
+    lost = [e for e in events if isinstance(e, StreamDisconnected)]
+    assert len(lost) == 1  # one loss; the stream was never trusted again, so no second notice
+    assert not any(isinstance(e, StreamResynced) for e in events)
+    assert len(funding) >= 1 and all(f.funding.rate == D("0.00010000") for f in funding)
