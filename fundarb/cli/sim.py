@@ -1,15 +1,129 @@
-"""`fundarb sim`: not available yet (issue 3)."""
+"""`fundarb sim serve` (a venue-compatible loopback server) and `fundarb sim run` (scenarios).
+
+``sim serve --venue binance --port 0 [--ws-port 0] [--host 127.0.0.1] [--seed N] [--speed X]
+[--step-ms MS] [--scenario FILE]`` serves the simulated exchange behind Binance's REST routes and
+websocket streams on loopback. Its first stdout line is ``listening http://HOST:PORT ws://HOST:PORT``
+so a parent process can find it; it then runs (keeping its exchange state) until SIGINT/SIGTERM.
+Accepted API credentials are ``FUNDARB_BINANCE_API_KEY`` / ``FUNDARB_BINANCE_API_SECRET`` (the
+engine's own), else ``sim-key`` / ``sim-secret``. ``--scenario`` is a TOML file whose
+``[faults]`` table is a :class:`fundarb.sim.fault_plan.FaultPlan` applied to the venue.
+
+``sim run SCENARIO [...]`` is ``fundarb.sim.scenario_cli`` (its arguments and ``main``) when that
+module exists, else exit 2 "not available yet".
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import ipaddress
+import os
+import signal
+import sys
+from typing import Any
 
-from fundarb.cli._pending import no_arguments, not_ready
+HELP = "simulator: `serve` a venue-compatible loopback server, `run` a scenario"
 
-HELP = "sim (not available yet: issue 3)"
-add_arguments = no_arguments
+DEFAULT_KEY, DEFAULT_SECRET = "sim-key", "sim-secret"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``serve`` and ``run`` sub-commands."""
+    sub = parser.add_subparsers(dest="sim_command", metavar="{serve,run}")
+    serve = sub.add_parser("serve", help="serve the simulated exchange on loopback in a venue's wire format")
+    serve.add_argument("--venue", choices=["binance"], default="binance", help="wire format (binance)")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="REST port (0 picks a free one)")
+    serve.add_argument("--ws-port", type=int, default=0, help="websocket port (0 picks a free one)")
+    serve.add_argument("--seed", type=int, default=0, help="exchange seed (book depth jitter, fault draws)")
+    serve.add_argument("--speed", type=float, default=1.0, help="sim seconds per real second")
+    serve.add_argument("--step-ms", type=int, default=1000, help="market step in sim ms (stream cadence)")
+    serve.add_argument("--scenario", metavar="FILE", help="TOML file with a [faults] table (fault plan)")
+    run = sub.add_parser("run", help="run a fault-injection scenario (fundarb.sim.scenario_cli)")
+    runner = _scenario_cli()
+    if runner is not None:
+        runner.add_arguments(run)
+    else:
+        run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the scenario runner")
+
+
+def _scenario_cli() -> Any:
+    """``fundarb.sim.scenario_cli`` or None when it does not exist."""
+    try:
+        return importlib.import_module("fundarb.sim.scenario_cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "fundarb.sim.scenario_cli":
+            raise
+        return None
 
 
 def main(args: argparse.Namespace) -> int:
-    """Exit 2: this subcommand lands with issue 3."""
-    return not_ready("sim", 3)
+    """Dispatch to ``serve`` or ``run``; exit 2 on usage errors."""
+    command = getattr(args, "sim_command", None)
+    if command == "serve":
+        return serve(args)
+    if command == "run":
+        return run(args)
+    print("fundarb sim: choose a sub-command: serve or run", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Delegate to ``fundarb.sim.scenario_cli.main(args)`` (exit 2 while it does not exist)."""
+    module = _scenario_cli()
+    if module is None:
+        print("fundarb sim run: not available yet", file=sys.stderr)
+        return 2
+    return int(module.main(args))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the loopback server until interrupted (see the module docstring)."""
+    import trio
+
+    from fundarb.sim.binance_server import BinanceServer
+    from fundarb.sim.binance_server.server import check_speed, load_fault_plan
+    from fundarb.sim.venue import SimVenue
+
+    if not _is_loopback(args.host):
+        print(f"fundarb sim serve: --host must be a loopback address, got {args.host!r}", file=sys.stderr)
+        return 2
+    for name in ("port", "ws_port"):
+        if not 0 <= getattr(args, name) <= 65535:
+            print(f"fundarb sim serve: --{name.replace('_', '-')} must be in 0..65535", file=sys.stderr)
+            return 2
+    try:
+        check_speed(args.speed)
+        sim = SimVenue.for_tests(seed=args.seed, speed=args.speed, step_ms=args.step_ms, venue="binance")
+        venue = load_fault_plan(args.scenario, sim, args.seed) if args.scenario else sim
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"fundarb sim serve: {exc}", file=sys.stderr)
+        return 2
+    key = os.environ.get("FUNDARB_BINANCE_API_KEY") or DEFAULT_KEY
+    secret = os.environ.get("FUNDARB_BINANCE_API_SECRET") or DEFAULT_SECRET
+    server = BinanceServer(venue, credentials={key: secret}, clock=sim.sim_time_ms)
+
+    async def main_task() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                urls = await nursery.start(server.run, args.host, args.port, args.ws_port)
+                print(urls.banner(), flush=True)
+                async for _sig in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(main_task)
+    except OSError as exc:
+        print(f"fundarb sim serve: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
