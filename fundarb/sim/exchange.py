@@ -52,6 +52,7 @@ from fundarb.sim.ledger import ExchangeConfig, Ledger, by_id
 from fundarb.sim.wallets import PendingTransfer, Wallets
 from fundarb.venues.errors import (
     BadPrecision,
+    InsufficientMargin,
     OrderNotFound,
     OrderRejected,
     PostOnlyWouldCross,
@@ -94,7 +95,8 @@ class SimExchange(Ledger):
         acc = self.accounts[account]
         acc.wallets.debit(source, asset, amount, "transfer")
         self._report_balance(acc, source, asset, now_ms)
-        return self._schedule(acc, target, asset, amount, now_ms + self.config.wallet_transfer_delay_ms)
+        delay = self.config.wallet_transfer_delay_ms
+        return self._schedule(acc, target, asset, amount, now_ms + delay, now_ms if delay == 0 else None)
 
     def withdraw_to(
         self,
@@ -121,20 +123,35 @@ class SimExchange(Ledger):
             now_ms + self.config.venue_transfer_delay_ms,
         )
 
-    def _schedule(self, acc: Account, wallet: Wallet, asset: str, amount: Decimal, at_ms: int) -> str:
+    def _schedule(
+        self, acc: Account, wallet: Wallet, asset: str, amount: Decimal, at_ms: int, now_ms: int | None = None
+    ) -> str:
         tid = self._next_id("T")
         acc.pending.append(PendingTransfer(tid, acc.name, wallet, asset, amount, at_ms))
-        if self.now_ms is not None and at_ms <= self.now_ms:
+        now = max(self.now_ms if self.now_ms is not None else -1, now_ms if now_ms is not None else -1)
+        if at_ms <= now:  # already due: an instant transfer
             self._arrive_transfers(acc, at_ms)
         return tid
 
     def borrow(self, account: str, asset: str, amount: Decimal, now_ms: int) -> None:
-        """Borrow on the margin wallet (no collateral limit is modelled beyond the caller's)."""
+        """Borrow on the margin wallet; the margin level after it must stay >= ``spot_borrow_level``."""
         if amount <= 0:
             raise OrderRejected(f"bad borrow amount {amount}", venue=self.venue)
         acc = self.accounts[account]
+        if self._spot_price(asset) is None:
+            raise VenueUnavailable(f"borrow {asset}: no spot price yet", venue=self.venue)
         acc.wallets.debt[asset] = acc.wallets.debt.get(asset, ZERO) + amount
         acc.wallets.credit(Wallet.MARGIN, asset, amount)
+        level = self.spot_margin_level(acc)
+        floor = self.config.margin.spot_borrow_level
+        if level is not None and level < floor:
+            acc.wallets.credit(Wallet.MARGIN, asset, -amount)
+            acc.wallets.debt[asset] -= amount
+            raise InsufficientMargin(
+                f"borrow {amount} {asset}: margin level would be {level:.3f} < {floor}",
+                venue=self.venue,
+                code=-3045,
+            )
         self._report_balance(acc, Wallet.MARGIN, asset, now_ms)
 
     def repay(self, account: str, asset: str, amount: Decimal, now_ms: int) -> None:
@@ -179,6 +196,7 @@ class SimExchange(Ledger):
             self._match_resting(iid, now_ms)
         for acc in self.accounts.values():
             self._check_liquidation(acc, now_ms)
+            self._check_margin_wallet(acc, now_ms)
         for iid in sorted(self._marks, key=str):
             self._check_adl(iid, now_ms)
 

@@ -396,6 +396,79 @@ class Ledger:
             acc.wallets.credit(Wallet.FUTURES, "USDT", -usdt)
             self._report_balance(acc, Wallet.FUTURES, "USDT", now_ms)
 
+    def _spot_price(self, asset: str) -> Decimal | None:
+        if asset == "USDT":
+            return Decimal(1)
+        for iid, inst in self.instruments.items():
+            if iid.market is Market.SPOT and inst.base == asset and inst.quote == "USDT":
+                return self.books[iid].reference
+        return None
+
+    def spot_margin_level(self, acc: Account) -> Decimal | None:
+        """Margin wallet assets / debt, valued at spot; None without debt or prices."""
+        w = acc.wallets
+        debts = [(a, d) for a, d in w.debt.items() if d > 0]
+        prices = {a: self._spot_price(a) for a in {a for _, a in w.keys()} | {a for a, _ in debts}}
+        if not debts or any(p is None for p in prices.values()):
+            return None
+        value = {a: p for a, p in prices.items() if p is not None}
+        assets = sum(
+            (
+                (w.get_free(Wallet.MARGIN, a) + w.locked.get((Wallet.MARGIN, a), ZERO)) * value[a]
+                for a in value
+            ),
+            ZERO,
+        )
+        debt = sum((d * value[a] for a, d in debts), ZERO)
+        return assets / debt if debt > 0 else None
+
+    def _check_margin_wallet(self, acc: Account, now_ms: int) -> None:
+        """Spot margin: below the liquidation level the venue buys the debt back and repays it."""
+        w = acc.wallets
+        debts = sorted((a, d) for a, d in w.debt.items() if d > 0)
+        level = self.spot_margin_level(acc)
+        if level is None or level >= self.config.margin.spot_liquidation_level:
+            return
+        value = {a: self._spot_price(a) or ZERO for a, _ in debts}
+        for order in acc.open_orders():
+            if order.wallet is Wallet.MARGIN:
+                self._release(acc, order)
+                order.status, order.updated_ms, order.reason = OrderStatus.CANCELED, now_ms, "liquidation"
+                acc.outbox.append(OrderReported(order.update()))
+        for asset, owed in debts:
+            short = owed - w.get_free(Wallet.MARGIN, asset)
+            if short > 0 and asset != "USDT":
+                iid = next(
+                    i for i, x in self.instruments.items() if i.market is Market.SPOT and x.base == asset
+                )
+                inst = self.instruments[iid]
+                price = inst.round_price(value[asset])
+                fee = short * price * self.config.margin.liquidation_fee_rate
+                w.credit(Wallet.MARGIN, "USDT", -(short * price + fee))
+                w.credit(Wallet.MARGIN, asset, short)
+                fill = Fill(
+                    iid,
+                    "",
+                    None,
+                    self._next_id("t"),
+                    Side.BUY,
+                    short,
+                    price,
+                    fee,
+                    "USDT",
+                    Liquidity.TAKER,
+                    now_ms,
+                    VenueFillKind.LIQUIDATION,
+                )
+                self._book_fill(acc, inst, fill, Wallet.MARGIN)
+            pay = min(owed, w.get_free(Wallet.MARGIN, asset))
+            w.credit(Wallet.MARGIN, asset, -pay)
+            w.debt[asset] = owed - pay
+            self._report_balance(acc, Wallet.MARGIN, asset, now_ms)
+        if w.get_free(Wallet.MARGIN, "USDT") < 0:  # the insurance fund absorbs the deficit
+            w.credit(Wallet.MARGIN, "USDT", -w.get_free(Wallet.MARGIN, "USDT"))
+            self._report_balance(acc, Wallet.MARGIN, "USDT", now_ms)
+
     def _check_adl(self, iid: InstrumentId, now_ms: int) -> None:
         cfg = self.config.margin
         marks = self._marks[iid]

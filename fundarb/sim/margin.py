@@ -42,6 +42,10 @@ class MarginConfig:
     ``adl_move`` / ``adl_window_ms``: when the mark moves by more than ``adl_move`` (a fraction)
     within ``adl_window_ms``, the counterparties on the losing side are taken to be bankrupt and
     ``adl_fraction`` of every *profitable* position on the winning side is auto-deleveraged.
+
+    ``spot_liquidation_level``: the spot margin wallet is liquidated (its debt bought back and
+    repaid by the venue) when its margin level, assets / debt valued at spot, falls below it;
+    a borrow that would leave the level below ``spot_borrow_level`` is refused (collateral first).
     """
 
     leverage: Decimal = attrs.field(default=Decimal(5))
@@ -50,6 +54,8 @@ class MarginConfig:
     adl_move: Decimal = attrs.field(default=Decimal("0.2"), validator=_rate)
     adl_window_ms: int = 600_000
     adl_fraction: Decimal = attrs.field(default=Decimal("0.5"), validator=_rate)
+    spot_liquidation_level: Decimal = Decimal("1.1")
+    spot_borrow_level: Decimal = Decimal("1.25")
 
     @leverage.validator
     def _check_leverage(self, attribute: attrs.Attribute[Decimal], value: Decimal) -> None:

@@ -215,6 +215,9 @@ def test_no_adl_for_small_move_or_losing_side() -> None:
 def test_borrow_interest_accrues_hourly_and_spot_short_uses_margin() -> None:
     ex = make_exchange(borrow_apr={"BTC": D("0.0876")})
     ex.update_market(HOUR // 2, {PERP: D(30000), SPOT: D(30000)})
+    with pytest.raises(InsufficientMargin):
+        ex.borrow("a", "BTC", D("1"), HOUR // 2)  # no collateral in the margin wallet yet
+    ex.transfer("a", "USDT", D(15000), Wallet.SPOT, Wallet.MARGIN, HOUR // 2)
     ex.borrow("a", "BTC", D("1"), HOUR // 2)
     u = ex.place_order("a", mkt("short", Side.SELL, "1", SPOT), HOUR // 2)
     assert u.status is OrderStatus.FILLED
@@ -291,3 +294,19 @@ def test_forced_deleverage_and_margin_ratio() -> None:
     (f,) = [f for f in ex.fills_since("a", PERP, 0) if f.venue_generated]
     assert f.venue_generated is VenueFillKind.ADL and f.price == D(29000) and f.fee == 0
     assert ex.positions("a", 60_001)[0].quantity == D("-0.6")
+
+
+def test_spot_margin_wallet_liquidated_when_level_breached() -> None:
+    ex = make_exchange(level_notional="300000")
+    ex.transfer("a", "USDT", D(10000), Wallet.SPOT, Wallet.MARGIN, 1)
+    ex.borrow("a", "BTC", D(1), 1)
+    ex.place_order("a", mkt("short", Side.SELL, "1", SPOT), 1)  # margin: ~39967 USDT vs 1 BTC debt
+    ex.update_market(60_000, {PERP: D(36000), SPOT: D(36000)})  # level ~1.11: still fine
+    assert ex.account("a").wallets.debt["BTC"] == 1
+    ex.update_market(120_000, {PERP: D(36400), SPOT: D(36400)})  # level ~1.098 < 1.1
+    w = ex.account("a").wallets
+    assert w.debt["BTC"] == 0 and w.get_free(Wallet.MARGIN, "BTC") == 0
+    (liq,) = [f for f in ex.fills_since("a", SPOT, 0) if f.venue_generated]
+    assert liq.venue_generated is VenueFillKind.LIQUIDATION and liq.side is Side.BUY and liq.quantity == 1
+    # 10000 + 29997 * 0.999 from the short sale, minus 36400 * 1.0125 for the buy-back
+    assert w.get_free(Wallet.MARGIN, "USDT") == D(10000) + D(29997) * D("0.999") - D(36400) * D("1.0125")
