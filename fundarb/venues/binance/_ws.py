@@ -35,7 +35,13 @@ from trio_websocket import (
 )
 
 from fundarb.core.model import InstrumentId, Market, Wallet
-from fundarb.core.venue_events import FundingReceived, StreamDisconnected, StreamResynced, VenueEvent
+from fundarb.core.venue_events import (
+    FundingReceived,
+    QuoteReceived,
+    StreamDisconnected,
+    StreamResynced,
+    VenueEvent,
+)
 from fundarb.venues.binance import _endpoints as ep
 from fundarb.venues.binance._auth import sign, ws_api_payload
 from fundarb.venues.binance._endpoints import BaseUrls, Family
@@ -51,6 +57,9 @@ __all__ = ["ReconnectPolicy", "StreamRunner", "StreamSpec", "run_stream"]
 
 log = logging.getLogger(__name__)
 VENUE = "binance"
+#: Streams one connection may carry (WIRE.md §1.1: 200 on USDⓈ-M; spot allows 1024).
+USDM_STREAMS_PER_CONNECTION = 200
+SPOT_STREAMS_PER_CONNECTION = 1024
 _LOST = (ConnectionClosed, DisconnectionTimeout, HandshakeError, OSError, trio.TooSlowError, VenueError)
 
 
@@ -232,6 +241,10 @@ async def _session(
     return lost[0] if lost else "cancelled"
 
 
+def _chunks(items: Sequence[InstrumentId], size: int) -> list[Sequence[InstrumentId]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 def _unwrap_unavailable(group: BaseExceptionGroup) -> None:
     """Raise the first VenueUnavailable of ``group`` bare (so owners need no except*)."""
     match, _rest = group.split(VenueUnavailable)
@@ -275,27 +288,35 @@ class StreamRunner:
     # --- market data ---
 
     def market_specs(self, instruments: Sequence[InstrumentId]) -> list[StreamSpec]:
-        """One spec per route: USDⓈ-M ``/market`` (markPrice@1s), ``/public`` (bookTicker), spot bookTicker."""
-        venue = self.venue
+        """Specs per route: USDⓈ-M ``/market`` (markPrice@1s), ``/public`` (bookTicker), spot bookTicker;
+        split into several connections beyond the per-connection stream limits (200 USDⓈ-M, 1024 spot).
+        Names are ``usdm-market``, ``usdm-public``, ``spot-book``, with ``-2``, ``-3``... for extra ones."""
         perps = [i for i in instruments if i.market is Market.PERPETUAL]
         spots = [i for i in instruments if i.market is Market.SPOT]
         specs = []
-        if perps:
-            funding_decoder = BinanceDecoder()
-
-            async def market_url() -> str:
-                funding_decoder.intervals = await venue.funding_intervals()
-                streams = "/".join(f"{i.symbol.lower()}@markPrice@1s" for i in perps)
-                return f"{self.urls.futures_stream}/market/stream?streams={streams}"
-
-            async def funding_resync() -> list[VenueEvent]:
-                return [FundingReceived(await venue.funding(i)) for i in perps]
-
-            specs.append(StreamSpec("usdm-market", market_url, funding_resync, funding_decoder))
-            specs.append(self._book_spec("usdm-public", f"{self.urls.futures_stream}/public", perps))
-        if spots:
-            specs.append(self._book_spec("spot-book", self.urls.spot_stream, spots))
+        for n, chunk in enumerate(_chunks(perps, USDM_STREAMS_PER_CONNECTION), 1):
+            suffix = "" if n == 1 else f"-{n}"
+            specs.append(self._funding_spec("usdm-market" + suffix, chunk))
+            specs.append(self._book_spec("usdm-public" + suffix, f"{self.urls.futures_stream}/public", chunk))
+        for n, chunk in enumerate(_chunks(spots, SPOT_STREAMS_PER_CONNECTION), 1):
+            specs.append(
+                self._book_spec("spot-book" + ("" if n == 1 else f"-{n}"), self.urls.spot_stream, chunk)
+            )
         return specs
+
+    def _funding_spec(self, name: str, perps: Sequence[InstrumentId]) -> StreamSpec:
+        venue = self.venue
+        decoder = BinanceDecoder()
+        streams = "/".join(f"{i.symbol.lower()}@markPrice@1s" for i in perps)
+
+        async def connect() -> str:
+            decoder.intervals = await venue.funding_intervals()
+            return f"{self.urls.futures_stream}/market/stream?streams={streams}"
+
+        async def resync() -> list[VenueEvent]:
+            return [FundingReceived(await venue.funding(i)) for i in perps]
+
+        return StreamSpec(name, connect, resync, decoder)
 
     def _book_spec(self, name: str, base: str, instruments: Sequence[InstrumentId]) -> StreamSpec:
         venue = self.venue
@@ -305,8 +326,6 @@ class StreamRunner:
             return url
 
         async def resync() -> list[VenueEvent]:
-            from fundarb.core.venue_events import QuoteReceived
-
             return [QuoteReceived(await venue.quote(i)) for i in instruments]
 
         return StreamSpec(name, connect, resync, BinanceDecoder())

@@ -376,3 +376,14 @@ async def test_failing_resync_counts_against_the_budget(clock: trio.testing.Mock
     assert len(lost) == 1  # one loss; the stream was never trusted again, so no second notice
     assert not any(isinstance(e, StreamResynced) for e in events)
     assert len(funding) >= 1 and all(f.funding.rate == D("0.00010000") for f in funding)
+
+
+def test_market_streams_are_split_per_connection_limits() -> None:
+    v = make_venue(1, FakeRest())
+    perps = [InstrumentId("binance", Market.PERPETUAL, f"S{n}USDT") for n in range(450)]
+    spots = [InstrumentId("binance", Market.SPOT, f"S{n}USDT") for n in range(3)]
+    names = [s.name for s in v._streams.market_specs(perps + spots)]
+    assert names == [
+        "usdm-market", "usdm-public", "usdm-market-2", "usdm-public-2", "usdm-market-3", "usdm-public-3",
+        "spot-book",
+    ]  # fmt: skip
