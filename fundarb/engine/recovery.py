@@ -4,6 +4,9 @@ Every :class:`~fundarb.engine.records.PositionStepped` records the event, the ti
 applied and the state it led to; replaying them must land on the same states. A mismatch means
 the journal and the code disagree (a corrupt journal, or a machine changed under a live book):
 the position is reported, never silently trusted.
+
+A :class:`~fundarb.engine.reconcile_records.PositionQuarantined` record (a position that could
+not be reconciled with its venues) puts the position in FAILED, as it was when journaled.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import attrs
 
 from fundarb.core.position import Position, PositionState, step
+from fundarb.engine.reconcile_records import PositionQuarantined
 from fundarb.engine.records import PositionOpened, PositionStepped
 from fundarb.journal.base import Record
 
@@ -24,6 +28,7 @@ class Recovered:
     positions: dict[str, Position]
     mismatches: dict[str, str]
     last_seq: int
+    opened_ms: dict[str, int] = attrs.Factory(dict)
 
     def open(self) -> list[Position]:
         """Positions that are not CLOSED (they need the engine again)."""
@@ -35,11 +40,16 @@ def fold_journal(records: list[Record]) -> Recovered:
     positions: dict[str, Position] = {}
     mismatches: dict[str, str] = {}
     last = 0
+    opened_ms: dict[str, int] = {}
     for rec in records:
         last = rec.seq
         payload = rec.payload
         if isinstance(payload, PositionOpened):
             positions[payload.plan.position_id] = Position(payload.plan)
+            opened_ms[payload.plan.position_id] = rec.ts_ms
+        elif isinstance(payload, PositionQuarantined) and rec.position_id in positions:
+            pid = rec.position_id
+            positions[pid] = attrs.evolve(positions[pid], state=PositionState.FAILED, reason=payload.reason)
         elif isinstance(payload, PositionStepped) and rec.position_id in positions:
             pid = rec.position_id
             if pid in mismatches:
@@ -52,4 +62,4 @@ def fold_journal(records: list[Record]) -> Recovered:
             if p.state.value != payload.state:
                 mismatches[pid] = f"seq {rec.seq}: replay gave {p.state.value}, journal says {payload.state}"
             positions[pid] = p
-    return Recovered(positions, mismatches, last)
+    return Recovered(positions, mismatches, last, opened_ms)
