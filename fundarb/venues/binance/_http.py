@@ -170,10 +170,12 @@ class RestSession:
                 limiter.ban(err.retry_after, trio.current_time())
                 if status == 429 and trio.current_time() + err.retry_after < deadline:
                     log.warning("binance %s: HTTP 429, retrying after %.1fs", call.path, err.retry_after)
+                    attempt.sent = False  # refused, not executed: a deadline while waiting is not "unknown"
                     continue
                 raise err
             if isinstance(err, TimestampOutsideWindow) and not resynced:
                 resynced = True
+                attempt.sent = False  # refused, not executed
                 await self.sync_clock(call.family)
                 continue
             raise err
