@@ -10,7 +10,7 @@ import trio
 from fundarb.journal import Entry, JournalError
 from fundarb.journal.postgres import open_postgres_journal, redact_url
 
-from .conftest import pg_url
+from .conftest import pg_url, run_sql
 from .test_journal import StateChanged
 
 pytestmark = pytest.mark.postgres
@@ -37,7 +37,10 @@ async def _typical_latency(op, n: int = 30) -> float:
 
 async def test_cancelling_appends_and_reads_mid_flight_leaks_nothing(schema: str) -> None:
     with trio.fail_after(60):
-        async with open_postgres_journal(pg_url(), schema=schema, min_size=2, max_size=4) as j:
+        app = f"fj-{schema}"  # our own connections only, even with other test workers running
+        async with open_postgres_journal(
+            pg_url(), schema=schema, min_size=2, max_size=4, server_settings={"application_name": app}
+        ) as j:
             pool = j.pool
             await j.append([Entry(StateChanged("warm"), ts_ms=0, position_id="p0")])
             size, idle = pool.get_size(), pool.get_idle_size()
@@ -79,17 +82,16 @@ async def test_cancelling_appends_and_reads_mid_flight_leaks_nothing(schema: str
             assert durable <= set(names)  # every append that returned is there
             assert {n for n in names if not n.startswith("w")} <= attempted | {"after"}
             # no query of ours is still running server-side
-            [(active,)] = await _active_queries(j)
+            [(active,)] = await _active_queries(j, app)
             assert active == 0
 
 
-async def _active_queries(j) -> list[tuple[int]]:
-    from .conftest import run_sql
-
+async def _active_queries(j, app: str) -> list[tuple[int]]:
     return await run_sql(
         j,
-        "SELECT COUNT(*)::int FROM pg_stat_activity WHERE application_name = 'fundarb-journal' "
+        "SELECT COUNT(*)::int FROM pg_stat_activity WHERE application_name = ? "
         "AND state = 'active' AND pid <> pg_backend_pid()",
+        app,
     )
 
 
