@@ -38,6 +38,7 @@ from fundarb.core.model import (
     OrderUpdate,
     Side,
 )
+from fundarb.core.position import PositionState
 from fundarb.core.position_model import LegSpec, PositionPlan
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager
@@ -197,10 +198,9 @@ async def run(n: int, database_url: str | None) -> None:
                 hedge_lat.append(venue.placed[b_cid] - t1)
                 # complete the hedge (not timed) so the position is HEDGED and shuts down quietly
                 manager.runners[pid].deliver(ev.OrderStatusReported(b_cid, OrderStatus.FILLED, D("0.010")))
-            from fundarb.core.position import PositionState
-
-            while any(r.state is not PositionState.HEDGED for r in manager.runners.values()):
-                await trio.sleep(0.01)
+            for runner in manager.runners.values():  # let every position finish hedging (untimed)
+                while runner.state is not PositionState.HEDGED:
+                    await runner.wait_stepped()
             nursery.cancel_scope.cancel()
     backend = "postgresql" if database_url else "sqlite"
     print(f"tick-to-order, {n} events each, journal={backend} (durable append before every order)")
