@@ -20,6 +20,7 @@ import ipaddress
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 HELP = "simulator: `serve` a venue-compatible loopback server, `run` a scenario"
@@ -103,7 +104,13 @@ def serve(args: argparse.Namespace) -> int:
             return 2
     try:
         check_speed(args.speed)
-        sim = SimVenue.for_tests(seed=args.seed, speed=args.speed, step_ms=args.step_ms, venue="binance")
+        sim = SimVenue.for_tests(
+            seed=args.seed,
+            speed=args.speed,
+            step_ms=args.step_ms,
+            venue="binance",
+            start_ms=time.time_ns() // 1_000_000,
+        )
         venue = load_fault_plan(args.scenario, sim, args.seed) if args.scenario else sim
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"fundarb sim serve: {exc}", file=sys.stderr)

@@ -156,7 +156,7 @@ async def _route(state: ServerState, request: WebSocketRequest) -> None:
 
 async def _session(state: ServerState, route: str, ws: WebSocketConnection, body: Callable[[], Any]) -> None:
     """Run ``body`` until the peer leaves, the venue's stream drops, or the control drops it."""
-    with state.control.connection(route) as scope:
+    with state.control.connection(route) as scope, scope:
         try:
             await body()
         except* (ConnectionClosed, _Dropped):

@@ -56,6 +56,7 @@ class UserFrames:
         self._fills: dict[str, list[Fill]] = {}
         self._reported: dict[str, Decimal] = {}
         self._wallet_balance: dict[str, Decimal] = {}
+        self._held: list[dict[str, Any]] = []  # account frames that follow a trade not yet sent
 
     def remember(self, balances: Iterable[Balance]) -> None:
         """Seed the futures wallet balances (funding frames carry the balance after the payment)."""
@@ -64,15 +65,21 @@ class UserFrames:
                 self._wallet_balance[b.asset] = b.free
 
     def feed(self, event: VenueEvent) -> list[dict[str, Any]]:
-        """The frames ``event`` produces on this subscription (often none)."""
+        """The frames ``event`` produces on this subscription (often none).
+
+        Account frames caused by a trade follow that trade's order frame, as on Binance.
+        """
         if isinstance(event, FillReported):
             return self._fill(event.fill)
         if isinstance(event, OrderReported):
-            return self._order(event.update)
+            frames = self._order(event.update)
+            if not self._fills:
+                frames, self._held = frames + self._held, []
+            return frames
         if isinstance(event, BalanceReported):
-            return self._balance(event.balance)
+            return self._hold(self._balance(event.balance))
         if self.perp and isinstance(event, PositionReported):
-            return [w.account_update(event.position.ts_ms, "ORDER", {}, [event.position])]
+            return self._hold([w.account_update(event.position.ts_ms, "ORDER", {}, [event.position])])
         if self.perp and isinstance(event, FundingSettled):
             p = event.payment
             balance = self._wallet_balance.get(p.asset, ZERO) + p.amount
@@ -83,6 +90,12 @@ class UserFrames:
                 )
             ]
         return []
+
+    def _hold(self, frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._fills:
+            self._held.extend(frames)
+            return []
+        return frames
 
     def _fill(self, fill: Fill) -> list[dict[str, Any]]:
         if fill.instrument.market is not self._market:

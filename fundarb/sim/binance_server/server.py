@@ -111,13 +111,19 @@ class BinanceServer:
         funding_rate: Decimal = Decimal("0.0001"),
         driver: MarketDriver | None = None,
         balances: Mapping[tuple[Wallet, str], Decimal] | None = None,
+        start_ms: int | None = None,
         wrap: Callable[[SimVenue], Venue] | None = None,
     ) -> BinanceServer:
         """A server over a funded ``SimVenue.for_tests(venue="binance", ...)``; ``wrap`` may put a
-        fault layer around it (``lambda v: FaultyVenue(v, plan, rng)``)."""
+        fault layer around it (``lambda v: FaultyVenue(v, plan, rng)``).
+
+        ``start_ms`` is where sim (= server) time starts; default: the wall clock now, so that at
+        speed 1 a client's unsynced clock is already within the receive window, as with Binance.
+        """
         sim = SimVenue.for_tests(
             seed=seed, speed=speed, step_ms=step_ms, prices=prices, funding_rate=funding_rate,
             driver=driver, balances=balances, venue=VENUE,
+            start_ms=_wall_ms() if start_ms is None else start_ms,
         )  # fmt: skip
         return cls(wrap(sim) if wrap is not None else sim, credentials=credentials, clock=sim.sim_time_ms)
 
