@@ -431,3 +431,28 @@ async def test_a_critical_append_waits_for_at_most_one_batch(open_test_journal) 
             assert seq == 1001  # after everything queued before it
             assert j.statistics().writes - writes_before <= 2  # one writer batch, then its own write
             nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_appends_leave_a_consistent_journal(open_test_journal) -> None:
+    import random
+
+    with trio.fail_after(60):
+        async with open_test_journal() as j:
+            t0 = trio.current_time()
+            for i in range(20):
+                await j.append([Entry(StateChanged(f"w{i}"), ts_ms=i, position_id="p1")])
+            typical = (trio.current_time() - t0) / 20
+            rng = random.Random(11)
+            durable: set[str] = set()
+            for i in range(200):
+                j.append_nowait(Entry(StateChanged(f"q{i}"), ts_ms=i, position_id="p2"))
+                with trio.move_on_after(rng.uniform(0, 2 * typical)):
+                    await j.append([Entry(StateChanged(f"c{i}"), ts_ms=i, position_id="p1")])
+                    durable.add(f"c{i}")
+            await j.flush()
+            names = [r.payload.state for r in await j.read()]
+            assert [r.seq for r in await j.read()] == list(range(1, len(names) + 1))
+            assert len(names) == len(set(names))  # no duplicates
+            assert durable <= set(names)  # every append that returned is there
+            assert {f"q{i}" for i in range(200)} <= set(names)  # no queued entry was dropped
+            assert [n for n in names if n.startswith("q")] == [f"q{i}" for i in range(200)]  # in order
