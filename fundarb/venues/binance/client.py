@@ -35,7 +35,7 @@ from fundarb.core.venue_events import VenueEvent
 from fundarb.venues.binance import _endpoints as ep
 from fundarb.venues.binance import _translate as tr
 from fundarb.venues.binance import _translate_rest as rt
-from fundarb.venues.binance._auth import Credentials
+from fundarb.venues.binance._auth import Credentials, Secret
 from fundarb.venues.binance._endpoints import LIVE_URLS, TESTNET_URLS, BaseUrls, Family
 from fundarb.venues.binance._http import RestSession, wall_clock_ms
 from fundarb.venues.binance._rules import InstrumentRules, rules_from_exchange_info
@@ -70,6 +70,9 @@ def _parse(what: str, fn: Callable[..., T], *args: Any) -> T:
 class BinanceVenue:
     """One Binance account (spot, cross margin, USDⓈ-M futures).
 
+    Credentials: ``BinanceVenue(Credentials(key, secret))`` or ``BinanceVenue(key, secret)``;
+    none for public data only.
+
     ``testnet=True`` switches every base URL to the testnets (``FUNDARB_BINANCE_TESTNET=1``);
     ``base_urls`` overrides them (tests, the loopback server). ``transport`` is passed to
     ``httpx.AsyncClient`` (``httpx.MockTransport`` in tests).
@@ -77,7 +80,8 @@ class BinanceVenue:
 
     def __init__(
         self,
-        credentials: Credentials | None = None,
+        credentials: Credentials | str | None = None,
+        api_secret: str | Secret | None = None,
         *,
         testnet: bool = False,
         base_urls: BaseUrls | None = None,
@@ -89,6 +93,12 @@ class BinanceVenue:
         reconnect: ReconnectPolicy = ReconnectPolicy(),
         wall_ms: Any = wall_clock_ms,
     ) -> None:
+        if isinstance(credentials, str):
+            if api_secret is None:
+                raise ValueError("BinanceVenue(api_key, api_secret): the secret is missing")
+            credentials = Credentials(credentials, api_secret)
+        elif api_secret is not None:
+            raise ValueError("BinanceVenue: pass either Credentials or (api_key, api_secret), not both")
         urls = base_urls if base_urls is not None else (TESTNET_URLS if testnet else LIVE_URLS)
         self._rest = RestSession(
             urls, credentials, transport=transport, call_timeout=call_timeout,

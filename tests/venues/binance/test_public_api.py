@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import pytest
+
 import fundarb.venues.binance as binance
 from fundarb.core.model import Market, OrderStatus, Side
 from fundarb.venues.binance import BinanceVenue, Credentials
@@ -29,6 +31,16 @@ def test_implements_the_venue_protocol() -> None:
     assert isinstance(v, Venue)
     assert v.name == "binance"
     assert "s3cr3t-value" not in repr(v)
+
+
+def test_constructor_takes_key_and_secret_too() -> None:
+    v = BinanceVenue("my-key", "my-secret-value", testnet=True)
+    assert v.rest.credentials == Credentials("my-key", "my-secret-value")
+    assert v.rest.urls.futures == "https://testnet.binancefuture.com"
+    with pytest.raises(ValueError):
+        BinanceVenue("my-key")
+    with pytest.raises(ValueError):
+        BinanceVenue(Credentials("k", "s"), "s")
 
 
 def test_spot_rest_order_answers() -> None:
