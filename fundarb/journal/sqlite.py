@@ -76,6 +76,7 @@ class SqliteJournal(JournalBase):
         *,
         codec: Codec = CODEC,
         migrations: tuple[mig.Migration, ...] = mig.MIGRATIONS,
+        inline_for_tests: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(codec=codec, **options)
@@ -83,20 +84,33 @@ class SqliteJournal(JournalBase):
         self._migrations = migrations
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
+        self._inline = inline_for_tests
         self.schema_version = 0
 
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """The funnel: ``fn()`` in a worker thread, one at a time.
+
+        ``inline_for_tests=True`` runs it on the Trio thread instead (blocking the loop for the
+        call). Only for tests under Trio's autojump clock, which sees a task waiting on a thread
+        as idle and jumps virtual time (firing deadlines) during every journal write.
+        """
+        if self._inline:
+            await trio.lowlevel.checkpoint()
+            return fn()
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in the one funnel thread."""
+        """Run ``fn(conn, *args)`` through the funnel."""
         conn = self._conn
         if conn is None:
             raise JournalError("SQLite journal is not open")
-        return await trio.to_thread.run_sync(lambda: fn(conn, *args), limiter=self._limiter)
+        return await self._call(lambda: fn(conn, *args))
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        await trio.to_thread.run_sync(self.path.parent.mkdir, 0o777, True, True, limiter=self._limiter)
-        self._conn = await trio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        await self._call(lambda: self.path.parent.mkdir(parents=True, exist_ok=True))
+        self._conn = await self._call(self._connect)
         try:
             self.schema_version = await self._run(_migrate, self._migrations)
         except BaseException:
@@ -119,7 +133,7 @@ class SqliteJournal(JournalBase):
         conn, self._conn = self._conn, None
         if conn is not None:
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(conn.close, limiter=self._limiter)
+                await self._call(conn.close)
 
     async def aclose(self) -> None:
         """Flush what is queued, then close the connection."""

@@ -46,3 +46,24 @@ async def test_a_url_means_postgres(schema: str) -> None:
         async with open_journal(pg_url(), "/nonexistent", schema=schema) as j:
             assert isinstance(j, PostgresJournal)
             assert (await j.meta()).location.endswith(f"schema={schema}")
+
+
+async def test_inline_sqlite_keeps_autojump_time_still(tmp_path, autojump_clock) -> None:
+    """Under the autojump clock a thread hop lets virtual time jump; the inline test mode does not."""
+    for inline in (True, False):
+        async with open_journal(None, tmp_path / str(inline), inline_for_tests=inline) as j:
+            jumped = False
+
+            async def sleeper() -> None:
+                nonlocal jumped
+                await trio.sleep(3600)
+                jumped = True
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sleeper)
+                for i in range(20):
+                    await j.append([Entry(StateChanged(f"s{i}"), ts_ms=i, position_id="p1")])
+                nursery.cancel_scope.cancel()
+            assert await j.last_seq() == 20
+            if inline:
+                assert not jumped  # (threaded, it may or may not jump: that is the point)
