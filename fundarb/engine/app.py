@@ -40,6 +40,8 @@ from fundarb.engine.position_runner import CleanupReason
 from fundarb.engine.reconcile import StartupReconciliation, reconcile_on_start
 from fundarb.engine.records import EngineStarted
 from fundarb.engine.recovery import fold_journal
+from fundarb.engine.risk_records import ObservedVenue
+from fundarb.engine.risk_service import RiskService
 from fundarb.engine.status import run_status
 from fundarb.engine.trader import Candidate, CarryTrader
 from fundarb.journal import open_journal
@@ -79,6 +81,7 @@ class Engine:
     metrics: Metrics
     market: MarketState = attrs.field(init=False)
     manager: PositionManager = attrs.field(init=False)
+    risk: RiskService = attrs.field(init=False)
     trader: CarryTrader | None = None
     health: EngineHealth | None = None
     halted: str = ""
@@ -90,9 +93,16 @@ class Engine:
         cfg = self.config
         self.market = MarketState(self.clock, int(cfg.risk.stale_after * 1000))
         settings = ExecutorSettings(order_timeout=cfg.execution.order_timeout)
+        # every venue call feeds the risk service's API error-rate breaker
+        self.venues = {n: ObservedVenue(v, self._on_venue_call) for n, v in self.venues.items()}
         self.manager = PositionManager(
             self.venues, self.journal, self.clock, PrometheusTelemetry(self.metrics), settings
         )
+        self.risk = RiskService.from_config(cfg, self.manager, self.market, self.journal, self.clock, self.metrics)
+        self.risk.venues = self.venues
+
+    def _on_venue_call(self, venue: str, ok: bool) -> None:
+        self.risk.on_venue_call(venue, ok)
 
     def _params(self) -> st.StrategyParams:
         cfg = self.config
@@ -105,6 +115,9 @@ class Engine:
     def _entries_allowed(self, c: Candidate) -> str | None:
         if self.halted:
             return f"halted: {self.halted}"
+        blocked = self.risk.entries_allowed(c.perp, c.spot)  # journaled and counted
+        if blocked:
+            return blocked
         stale = self.market.stale([c.perp.id, c.spot.id])
         if stale:
             return f"stale market data: {', '.join(map(str, stale))}"
@@ -114,6 +127,7 @@ class Engine:
         """Kill switch: no new entries, flatten every position (journaled by each position)."""
         self.halted = reason or "kill switch"
         self.metrics.record_kill("http")
+        self.risk.kill(self.halted)  # HALTED globally, journaled
         self.manager.flatten_all(self.halted)
         return {"halted": True, "reason": self.halted, "positions": len(self.manager.active())}
 
@@ -126,6 +140,8 @@ class Engine:
         async with trio.open_nursery() as root:
             await root.start(self.journal.run_writer)
             await root.start(self.manager.run)
+            self.risk.watch(instruments)
+            await root.start(self.risk.run)
             records = await self.journal.read()
             recovered = fold_journal(records)
             for pid, why in recovered.mismatches.items():
@@ -178,6 +194,7 @@ class Engine:
                 self.metrics.record_reconnect(event.venue, event.stream)
             elif isinstance(event, StreamResynced):
                 health.venues_connected[event.venue] = True
+            self.risk.on_venue_event(event)
             self.manager.route(event)
 
         async with trio.open_nursery() as n:

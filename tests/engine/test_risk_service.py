@@ -26,11 +26,16 @@ from fundarb.metrics import create_metrics
 from fundarb.sim.venue import SIM_EPOCH_MS, SimVenue
 from fundarb.venues.errors import OrderRejected, VenueUnavailable
 from fundarb.venues.protocol import EventSender
-from tests.engine.harness import wait_for, wait_state
+from tests.engine.harness import wait_state
 
 TOKEN = "risk-test-token-7c1e9a2b5d"
 PERP = InstrumentId("sim", Market.PERPETUAL, "BTCUSDT")
 SPOT = InstrumentId("sim", Market.SPOT, "BTCUSDT")
+
+
+def sim(**kw: Any) -> SimVenue:
+    """A simulated venue stepping its market every second (fresh data for the 5 s stale limit)."""
+    return SimVenue.for_tests(step_ms=1000, **kw)
 
 
 def config(tmp_path: Path, **extra: str) -> Any:
@@ -70,18 +75,56 @@ class StallingVenue:
         await trio.sleep_forever()
 
 
+class SmallSteps:
+    """Keeps virtual time moving in small steps while the journal works in its thread (opening,
+    closing): the mock clock would otherwise jump straight to the test's deadline."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self._wake = trio.Event()
+
+    def set(self, active: bool) -> None:
+        self.active = active
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if self.active:
+                await trio.sleep(0.01)
+            else:
+                self._wake = trio.Event()
+                await self._wake.wait()
+
+
 @asynccontextmanager
 async def running(tmp_path: Path, venue: Any, **extra: str) -> AsyncIterator[Engine]:
     metrics = create_metrics()
     clock = EngineClock.start(base_ms=SIM_EPOCH_MS)
-    async with trio.open_nursery() as n:
-        engine: Engine = await n.start(
-            lambda task_status: run_engine(
-                config(tmp_path, **extra), {"sim": venue}, metrics=metrics, clock=clock, task_status=task_status
+    steps = SmallSteps()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(steps.run)
+        async with trio.open_nursery() as n:
+            engine: Engine = await n.start(
+                lambda task_status: run_engine(
+                    config(tmp_path, **extra),
+                    {"sim": venue},
+                    metrics=metrics,
+                    clock=clock,
+                    task_status=task_status,
+                )
             )
-        )
-        yield engine
-        n.cancel_scope.cancel()
+            steps.set(False)
+            yield engine
+            steps.set(True)
+            n.cancel_scope.cancel()
+        outer.cancel_scope.cancel()
+
+
+async def wait_until(predicate: Any, timeout: float = 120.0, poll: float = 0.25) -> None:  # noqa: ASYNC109
+    """Poll ``predicate`` every ``poll`` virtual seconds."""
+    with trio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 (polls engine state)
+            await trio.sleep(poll)
 
 
 def sample(engine: Engine, name: str, **labels: str) -> float:
@@ -102,10 +145,12 @@ async def test_gate_allows_a_fresh_entry_and_journals_it(
     tmp_path: Path, engine_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(120):
-        async with running(tmp_path, SimVenue.for_tests()) as engine:
-            await wait_for(lambda: not engine.market.is_stale(PERP))
+        async with running(tmp_path, sim()) as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
             assert engine._entries_allowed(candidate(engine)) is None
-            assert sample(engine, "fundarb_risk_gate_decisions_total", decision="allow", reason="allowed") == 1
+            assert (
+                sample(engine, "fundarb_risk_gate_decisions_total", decision="allow", reason="allowed") == 1
+            )
             (decided,) = await records(engine, GateDecided)
             assert decided.allowed and decided.reason == "allowed" and decided.instrument == str(PERP)
 
@@ -115,23 +160,31 @@ async def test_leverage_beyond_the_liquidation_floor_is_refused(
 ) -> None:
     # 5x leaves ~19.5 % to liquidation, below the 25 % floor (FUNDARB_MIN_LIQ_DISTANCE)
     with trio.fail_after(120):
-        async with running(tmp_path, SimVenue.for_tests(), LEVERAGE="5") as engine:
-            await wait_for(lambda: not engine.market.is_stale(PERP))
+        async with running(tmp_path, sim(), LEVERAGE="5") as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
             blocked = engine._entries_allowed(candidate(engine))
             assert blocked is not None and blocked.startswith("liquidation_distance")
-            assert sample(engine, "fundarb_risk_gate_decisions_total", decision="deny", reason="liquidation_distance") == 1
+            assert (
+                sample(
+                    engine,
+                    "fundarb_risk_gate_decisions_total",
+                    decision="deny",
+                    reason="liquidation_distance",
+                )
+                == 1
+            )
 
 
 async def test_stalled_feed_sets_the_instrument_reducing_and_stops_entries(
     tmp_path: Path, engine_clock: trio.testing.MockClock
 ) -> None:
-    venue = StallingVenue(SimVenue.for_tests(step_ms=1000), stall_after=30)
+    venue = StallingVenue(sim(), stall_after=30)
     with trio.fail_after(300):
         async with running(tmp_path, venue) as engine:
-            await wait_for(lambda: not engine.market.is_stale(PERP))
+            await wait_until(lambda: not engine.market.is_stale(PERP))
             assert engine._entries_allowed(candidate(engine)) is None
             stalled_at = trio.current_time()
-            await wait_for(lambda: engine.risk.risk.effective(PERP) is TradingMode.REDUCING, timeout=120)
+            await wait_until(lambda: engine.risk.risk.effective(PERP) is TradingMode.REDUCING, timeout=120)
             reacted = trio.current_time() - stalled_at
             # 30 s of data, then 5 s stale_after plus at most one 1 s tick
             assert 30 < reacted <= 30 + 5 + 1 + 1
@@ -139,15 +192,18 @@ async def test_stalled_feed_sets_the_instrument_reducing_and_stops_entries(
             assert blocked is not None and blocked.startswith("mode_reducing") and "stale" in blocked
             switched = await records(engine, ModeSwitched)
             assert any(m.scope == f"instrument:{PERP}" and m.mode == "reducing" for m in switched)
-            assert sample(engine, "fundarb_trading_mode_changes_total", scope_kind="instrument", mode="reducing") >= 1
+            assert (
+                sample(engine, "fundarb_trading_mode_changes_total", scope_kind="instrument", mode="reducing")
+                >= 1
+            )
 
 
 async def test_kill_switch_over_http_halts_globally_flattens_and_journals(
     tmp_path: Path, engine_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(300):
-        async with running(tmp_path, SimVenue.for_tests()) as engine:
-            await wait_for(lambda: not engine.market.is_stale(PERP))
+        async with running(tmp_path, sim()) as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
             c = candidate(engine)
             runner = await open_carry(engine, c, "k1")
             await wait_state(runner, PositionState.HEDGED)
@@ -167,7 +223,9 @@ async def test_kill_switch_over_http_halts_globally_flattens_and_journals(
             switched = await records(engine, ModeSwitched)
             assert any(m.scope == "global" and m.mode == "halted" and m.reason == "drill" for m in switched)
             assert sample(engine, "fundarb_kill_switch_activations_total", source="http") == 1
-            assert sample(engine, "fundarb_trading_mode_changes_total", scope_kind="global", mode="halted") == 1
+            assert (
+                sample(engine, "fundarb_trading_mode_changes_total", scope_kind="global", mode="halted") == 1
+            )
             # the gate itself refuses under HALTED, whatever the engine's own flag says
             engine.halted = ""
             blocked = engine._entries_allowed(c)
@@ -180,7 +238,10 @@ async def open_carry(engine: Engine, c: Candidate, pid: str, qty: str = "0.1") -
     from fundarb.core.position_model import LegSpec, PositionPlan
 
     plan = PositionPlan(
-        pid, LegSpec(c.perp, Side.SELL, D(qty)), LegSpec(c.spot, Side.BUY, D(qty)), entry_time_in_force=TimeInForce.IOC
+        pid,
+        LegSpec(c.perp, Side.SELL, D(qty)),
+        LegSpec(c.spot, Side.BUY, D(qty)),
+        entry_time_in_force=TimeInForce.IOC,
     )
     quote = engine.market.quote(c.perp.id)
     assert quote is not None
@@ -225,8 +286,8 @@ async def test_error_rate_breaker_sets_the_venue_reducing(
     tmp_path: Path, engine_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(120):
-        async with running(tmp_path, SimVenue.for_tests()) as engine:
-            await wait_for(lambda: not engine.market.is_stale(PERP))
+        async with running(tmp_path, sim()) as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
             for _ in range(30):
                 engine.risk.on_venue_call("sim", False)
             assert engine.risk.risk.effective(PERP) is TradingMode.REDUCING
@@ -242,24 +303,30 @@ async def test_error_rate_breaker_sets_the_venue_reducing(
 async def test_margin_pass_tops_up_from_free_collateral(
     tmp_path: Path, engine_clock: trio.testing.MockClock
 ) -> None:
-    # 0.5 BTC short at 30000 on 3000 USDT of futures margin: ~20 % from liquidation -> top up
-    venue = SimVenue.for_tests(balances={(Wallet.FUTURES, "USDT"): D(3000), (Wallet.SPOT, "USDT"): D(50000)})
+    # 0.6 BTC short at 30000 on 3700 USDT of futures margin (~5x): < 20 % from liquidation -> top up
+    venue = sim(balances={(Wallet.FUTURES, "USDT"): D(3700), (Wallet.SPOT, "USDT"): D(50000)})
     with trio.fail_after(120):
         async with running(tmp_path, venue, LEVERAGE="3") as engine:
-            await wait_for(lambda: not engine.market.is_stale(PERP))
-            runner = await open_carry(engine, candidate(engine), "m1", qty="0.5")
+            await wait_until(lambda: not engine.market.is_stale(PERP))
+            runner = await open_carry(engine, candidate(engine), "m1", qty="0.6")
             await wait_state(runner, PositionState.HEDGED)
             before = await futures_usdt(engine)
-            actions = await engine.risk.check_margin(engine.venues["sim"])
-            assert [a.kind.value for a in actions] == ["top_up"]
-            assert await futures_usdt(engine) == before + actions[0].top_up
-            acted = await records(engine, MarginActed)
-            assert acted[-1].kind == "top_up" and acted[-1].outcome == "transferred"
+            # the margin monitor (every 5 s) finds the leg too close to liquidation and tops up
+            await wait_until(lambda: any(a.kind == "top_up" for a in engine.risk.margin_actions), timeout=30)
+            (acted,) = [a for a in engine.risk.margin_actions if a.kind == "top_up"]
+            assert acted.outcome == "transferred" and acted.top_up > 0
+            assert await futures_usdt(engine) == before + acted.top_up
+            assert [a.kind for a in await records(engine, MarginActed)] == ["top_up"]
             (pos,) = [p for p in await engine.venues["sim"].positions() if p.quantity]
             assert pos.liquidation_distance is not None and pos.liquidation_distance > D("0.30")
+            # the next pass finds nothing to do
+            actions = await engine.risk.check_margin(engine.venues["sim"])
+            assert [a.kind.value for a in actions] == ["none"]
 
 
 async def futures_usdt(engine: Engine) -> D:
     return next(
-        b.free for b in await engine.venues["sim"].balances() if b.wallet is Wallet.FUTURES and b.asset == "USDT"
+        b.free
+        for b in await engine.venues["sim"].balances()
+        if b.wallet is Wallet.FUTURES and b.asset == "USDT"
     )

@@ -1,0 +1,514 @@
+"""The Trio side of risk: the pure :class:`~fundarb.core.risk_manager.RiskManager` driven by tasks.
+
+::
+
+    RiskService.run()              (started in the engine's root nursery)
+     ├── tick loop        ~1 s : market-data ages -> stale-data rule, breaker expiry, daily loss,
+     │                           net delta per asset (metric + alert)
+     ├── margin monitor   ~N s : venue positions + balances -> margin ladder per perp leg:
+     │                           alert / transfer collateral / ReduceRequested / RiskBreached
+     ├── clock monitor         : venue server time -> clock-skew rule (off for simulated venues)
+     └── re-hedge watchdogs    : after a liquidation/ADL fill, was the position hedged again
+                                 within its hedge deadline?
+
+Synchronous hooks for the rest of the engine: :meth:`RiskService.entries_allowed` (the trader's
+pre-trade gate), :meth:`RiskService.on_venue_call` (fed by
+:class:`~fundarb.engine.risk_records.ObservedVenue`), :meth:`RiskService.on_venue_event` (user
+data: venue-generated fills), :meth:`RiskService.kill` (the kill switch) and
+:meth:`RiskService.operator_set`. Every decision is journaled
+(:mod:`fundarb.engine.risk_records`) and counted in Prometheus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from decimal import Decimal
+
+import attrs
+import trio
+from prometheus_client import Gauge
+
+from fundarb.config import Config, Mode
+from fundarb.core import events as ev
+from fundarb.core.commands import OrderPurpose
+from fundarb.core.model import ZERO, Balance, Instrument, InstrumentId, Market, Side, VenuePosition, Wallet
+from fundarb.core.position import PositionState
+from fundarb.core.position_model import Leg
+from fundarb.core.risk import DailyPnl, OrderIntent, RiskBook, RiskDecision, RiskLimits, exposures_of
+from fundarb.core.risk_book import Exposure
+from fundarb.core.risk_manager import RiskManager, RiskManagerConfig
+from fundarb.core.risk_modes import ModeChanged, ModeScope, TradingMode
+from fundarb.core.risk_monitors import MarginAction, MarginActionKind, delta_breaches
+from fundarb.core.venue_events import FillReported, VenueEvent
+from fundarb.engine.clock import EngineClock
+from fundarb.engine.manager import PositionManager
+from fundarb.engine.market import MarketState
+from fundarb.engine.position_runner import PositionRunner
+from fundarb.engine.records import AlertRaised
+from fundarb.engine.risk_records import (
+    DeltaBreached,
+    GateDecided,
+    MarginActed,
+    ModeSwitched,
+    RehedgeChecked,
+    VenueFillSeen,
+)
+from fundarb.journal.base import Entry, Journal
+from fundarb.metrics import Metrics
+from fundarb.venues.errors import VenueError
+from fundarb.venues.protocol import Venue
+
+__all__ = ["RiskService", "RiskServiceSettings"]
+
+log = logging.getLogger("fundarb.risk")
+S = PositionState
+_HELD = (S.HEDGED, S.REBALANCING)
+
+
+@attrs.frozen
+class RiskServiceSettings:
+    """How the service runs. Intervals in seconds; ``margin_interval=None`` turns the margin
+    monitor off (an *unmanaged* book, for comparisons), ``clock_interval=None`` the clock check.
+    ``entry_leverage`` is the perp leg's leverage the gate judges entries at; ``equity`` the
+    account equity for gross leverage; ``delta_tolerance`` in quote units per asset."""
+
+    entry_leverage: Decimal
+    equity: Decimal
+    max_position_notional: Decimal
+    tick_interval: float = 1.0
+    margin_interval: float | None = 5.0
+    clock_interval: float | None = 60.0
+    call_timeout: float = 5.0
+    delta_tolerance: Decimal = Decimal(1000)
+    collateral_asset: str = "USDT"
+    top_up_from: Wallet = Wallet.SPOT
+    top_up_to: Wallet = Wallet.FUTURES
+    tail_moves: Mapping[str, Decimal] = attrs.field(factory=dict)
+
+
+def _limits_from(config: Config) -> RiskLimits:
+    r = config.risk
+    limits = RiskLimits.from_capital(
+        r.capital,
+        r.leverage,
+        r.max_position_notional,
+        r.max_open_positions,
+        r.daily_loss_limit,
+        r.min_liq_distance,
+    )
+    # no tail-move history is loaded yet: judge liquidation distance by the configured floor
+    return attrs.evolve(limits, require_tail_move=False)
+
+
+@attrs.define(eq=False)
+class RiskService:
+    """Owns the risk manager's state for one engine (see the module docstring)."""
+
+    risk: RiskManager
+    settings: RiskServiceSettings
+    manager: PositionManager
+    market: MarketState
+    journal: Journal
+    clock: EngineClock
+    metrics: Metrics
+    venues: Mapping[str, Venue] = attrs.Factory(dict)
+    instruments: dict[InstrumentId, Instrument] = attrs.Factory(dict)
+    # what happened, for status, tests and stress figures
+    decisions: list[GateDecided] = attrs.Factory(list)
+    margin_actions: list[MarginActed] = attrs.Factory(list)
+    rehedges: list[RehedgeChecked] = attrs.Factory(list)
+    first_action_ms: int | None = None
+    _pnl: DailyPnl | None = None
+    _last_kind: dict[InstrumentId, MarginActionKind] = attrs.Factory(dict)
+    _breached: set[str] = attrs.Factory(set)
+    _nursery: trio.Nursery | None = None
+    _delta_gauge: Gauge | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        manager: PositionManager,
+        market: MarketState,
+        journal: Journal,
+        clock: EngineClock,
+        metrics: Metrics,
+    ) -> RiskService:
+        """The engine's risk service from its configuration (clock check off in paper mode:
+        the simulator's clock runs at ``FUNDARB_SIM_SPEED``)."""
+        r = config.risk
+        rm = RiskManager(RiskManagerConfig(_limits_from(config), stale_after_ms=int(r.stale_after * 1000)))
+        settings = RiskServiceSettings(
+            entry_leverage=r.leverage,
+            equity=r.capital,
+            max_position_notional=r.max_position_notional,
+            clock_interval=None if config.mode is Mode.PAPER else 60.0,
+        )
+        return cls(rm, settings, manager, market, journal, clock, metrics)
+
+    # --- journal and metrics ----------------------------------------------------------------
+
+    def _journal(self, record: object, position_id: str | None = None) -> None:
+        self.journal.append_nowait(Entry(record, self.clock.now_ms(), position_id))
+
+    def _modes_changed(self, records: list[ModeChanged]) -> None:
+        for change in records:
+            self.metrics.record_mode_change(
+                str(change.scope), change.scope.kind.value, change.scope_mode.value
+            )
+            self._journal(ModeSwitched.of(change))
+            log.warning(
+                "mode %s: %s -> %s by %s (%s)",
+                change.scope,
+                change.scope_previous.value,
+                change.scope_mode.value,
+                change.by,
+                change.reason,
+            )
+
+    def _decided(
+        self, decision: RiskDecision, position_id: str, instrument: InstrumentId, purpose: str
+    ) -> None:
+        self.metrics.record_gate_decision(decision.allowed, decision.reason.value)
+        record = GateDecided.of(decision, position_id, instrument, purpose)
+        self.decisions.append(record)
+        del self.decisions[:-1000]
+        self._journal(record, None if position_id == "new" else position_id)
+
+    # --- the book ---------------------------------------------------------------------------
+
+    def _marks(self) -> dict[InstrumentId, Decimal]:
+        out = {}
+        for iid, state in self.market.instruments.items():
+            if state.quote is not None:
+                out[iid] = state.quote.mid
+        return out
+
+    def exposures(self) -> list[Exposure]:
+        """Every open position's legs, at the latest marks."""
+        marks = self._marks()
+        out: list[Exposure] = []
+        for runner in self.manager.active():
+            try:
+                out.extend(exposures_of(runner.position, marks))
+            except ValueError as e:  # no price yet for a leg: it cannot be valued
+                log.warning("position %s: %s", runner.id, e)
+        return out
+
+    def book(self) -> RiskBook:
+        """What the gate judges against now."""
+        now = self.clock.now_ms()
+        pnl = self._pnl if self._pnl is not None else DailyPnl.start(now)
+        return RiskBook(tuple(self.exposures()), self.settings.equity, pnl, self.settings.tail_moves)
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    def entries_allowed(self, perp: Instrument, spot: Instrument) -> str | None:
+        """The pre-trade gate for a new hedged entry (perp short, spot long) at the largest size
+        the trader may open: None to allow, else the reason. Journaled and counted."""
+        quote = self.market.quote(perp.id)
+        if quote is None:
+            return "no quote for the perpetual leg"
+        price = quote.mid
+        intent = OrderIntent(
+            "new",
+            perp.id,
+            perp.base,
+            Side.SELL,
+            self.settings.max_position_notional / price,
+            price,
+            OrderPurpose.ENTRY,
+            leverage=self.settings.entry_leverage,
+            hedge_instrument=spot.id,
+        )
+        decision = self.risk.check(intent, self.book(), self.clock.now_ms())
+        self._decided(decision, "new", perp.id, OrderPurpose.ENTRY.value)
+        return None if decision.allowed else f"{decision.reason.value}: {decision.detail}"
+
+    def on_venue_call(self, venue: str, ok: bool) -> None:
+        """One venue call's outcome (the API error-rate breaker)."""
+        self._modes_changed(self.risk.on_venue_call(venue, ok, self.clock.now_ms()))
+
+    def on_venue_event(self, event: VenueEvent) -> None:
+        """A user-data event, before the position manager routes it: liquidation and ADL fills
+        are journaled with the re-hedge they need, and watched until hedged again."""
+        if not isinstance(event, FillReported) or event.fill.venue_generated is None:
+            return
+        fill = event.fill
+        self.metrics.record_fill(fill.instrument.venue, fill.venue_generated)
+        marks = self._marks()
+        for runner in self.manager.active():
+            if fill.instrument not in (
+                runner.position.plan.leg_a.instrument.id,
+                runner.position.plan.leg_b.instrument.id,
+            ):
+                continue
+            rehedge = self.risk.on_venue_fill(fill, exposures_of(runner.position, marks))
+            what = "nothing left to re-hedge" if rehedge is None else rehedge.detail
+            self._journal(
+                VenueFillSeen(
+                    runner.id,
+                    str(fill.instrument),
+                    fill.venue_generated.value,
+                    fill.side.value,
+                    fill.quantity,
+                    what,
+                ),
+                runner.id,
+            )
+            log.critical("position %s: %s fill: %s", runner.id, fill.venue_generated.value, what)
+            if rehedge is not None and self._nursery is not None:
+                self._nursery.start_soon(
+                    self._watch_rehedge, runner, f"{fill.instrument.symbol}:{fill.trade_id}"
+                )
+
+    def kill(self, reason: str) -> list[ModeChanged]:
+        """The kill switch: HALTED globally by the operator, journaled and counted. (The engine
+        then flattens every position.)"""
+        records = self.risk.kill(reason or "kill switch", self.clock.now_ms())
+        self._modes_changed(records)
+        return records
+
+    def operator_set(self, scope: ModeScope, mode: TradingMode, reason: str) -> list[ModeChanged]:
+        """The operator sets (ACTIVE: lifts) its mode on ``scope``."""
+        records = self.risk.operator_set(scope, mode, self.clock.now_ms(), reason)
+        self._modes_changed(records)
+        return records
+
+    def watch(self, instruments: list[InstrumentId]) -> None:
+        """Start the stale-data clock of ``instruments`` now."""
+        now = self.clock.now_ms()
+        for iid in instruments:
+            self.risk.watch(iid, now)
+
+    # --- the service ------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Service: run the monitors until cancelled."""
+        if self._delta_gauge is None:
+            self._delta_gauge = Gauge(
+                "fundarb_net_delta_notional",
+                "Net delta per asset across every position and venue, quote notional (signed).",
+                ["asset"],
+                registry=self.metrics.registry,
+            )
+        for venue in self.venues.values():
+            with trio.fail_after(self.settings.call_timeout):
+                for inst in await venue.instruments():
+                    self.instruments[inst.id] = inst
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._tick_loop)
+            if self.settings.margin_interval is not None:
+                nursery.start_soon(self._margin_loop, self.settings.margin_interval)
+            if self.settings.clock_interval is not None:
+                nursery.start_soon(self._clock_loop, self.settings.clock_interval)
+            task_status.started()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            self.tick()
+            await trio.sleep(self.settings.tick_interval)
+
+    def tick(self) -> None:
+        """One periodic pass: market-data ages into the stale-data rule, breakers, daily loss,
+        net delta."""
+        now = self.clock.now_ms()
+        for iid, state in self.market.instruments.items():
+            if state.updated_at_ms:
+                self.risk.on_market_data(iid, state.updated_at_ms)
+        self._modes_changed(self.risk.tick(now))
+        self._check_delta(now)
+
+    def _check_delta(self, now: int) -> None:
+        exposures = self.exposures()
+        breaches = {b.asset: b for b in delta_breaches(exposures, self.settings.delta_tolerance, now)}
+        net: dict[str, tuple[Decimal, Decimal]] = {}
+        for e in exposures:
+            qty, px = net.get(e.asset, (ZERO, ZERO))
+            net[e.asset] = (qty + e.quantity, max(px, e.price))
+        assert self._delta_gauge is not None
+        for asset, (qty, px) in net.items():
+            self._delta_gauge.labels(asset=asset).set(float(qty * px))
+        for asset in sorted(set(breaches) | self._breached):
+            b = breaches.get(asset)
+            if b is not None and asset not in self._breached:
+                self._breached.add(asset)
+                self._journal(DeltaBreached(asset, b.net_quantity, b.net_notional, b.tolerance, True))
+                log.warning(
+                    "net delta of %s is %s (%s notional) > tolerance %s",
+                    asset,
+                    b.net_quantity,
+                    b.net_notional,
+                    b.tolerance,
+                )
+            elif b is None and asset in self._breached:
+                self._breached.discard(asset)
+                qty, px = net.get(asset, (ZERO, ZERO))
+                self._journal(DeltaBreached(asset, qty, abs(qty) * px, self.settings.delta_tolerance, False))
+
+    # --- margin ---------------------------------------------------------------------------------
+
+    async def _margin_loop(self, interval: float) -> None:
+        while True:
+            for venue in list(self.venues.values()):
+                await self.check_margin(venue)
+            await trio.sleep(interval)
+
+    async def check_margin(self, venue: Venue) -> list[MarginAction]:
+        """One margin pass over ``venue``: each perp leg through the ladder, acted on."""
+        try:
+            with trio.fail_after(self.settings.call_timeout):
+                positions = await venue.positions()
+                balances = await venue.balances()
+        except (VenueError, trio.TooSlowError) as e:  # counted by the breaker's feed
+            log.warning("margin check on %s failed: %s", venue.name, type(e).__name__)
+            return []
+        self._mark_pnl(balances, positions)
+        s = self.settings
+        free = sum(
+            (b.free for b in balances if b.wallet is s.top_up_from and b.asset == s.collateral_asset), ZERO
+        )
+        actions = []
+        for pos in positions:
+            if pos.quantity == 0:
+                continue
+            inst = self.instruments.get(pos.instrument)
+            action = self.risk.on_position(pos, free, lot_step=None if inst is None else inst.lot_step)
+            actions.append(action)
+            free -= await self._act(venue, pos, action)
+        return actions
+
+    def _mark_pnl(self, balances: list[Balance], positions: list[VenuePosition]) -> None:
+        """Today's PnL as the change of this book's value (cash, coins at the mark, perp PnL)."""
+        marks = {iid.symbol: px for iid, px in self._marks().items() if iid.market is Market.SPOT}
+        value = ZERO
+        for b in balances:
+            amount = b.total - b.borrowed
+            if b.asset == self.settings.collateral_asset:
+                value += amount
+            else:
+                px = next((p for sym, p in marks.items() if sym.startswith(b.asset)), None)
+                value += amount * px if px is not None else ZERO
+        value += sum((p.unrealized_pnl for p in positions), ZERO)
+        now = self.clock.now_ms()
+        self._pnl = DailyPnl.start(now, value) if self._pnl is None else self._pnl.mark(value, now)
+        self._modes_changed(self.risk.on_pnl(self._pnl, now))
+
+    def _holders(self, instrument: InstrumentId) -> list[PositionRunner]:
+        return [
+            r
+            for r in self.manager.active()
+            if instrument in (r.position.plan.leg_a.instrument.id, r.position.plan.leg_b.instrument.id)
+        ]
+
+    async def _act(self, venue: Venue, pos: VenuePosition, action: MarginAction) -> Decimal:
+        """Carry out one ladder answer; returns the collateral it used."""
+        kind, iid = action.kind, pos.instrument
+        previous = self._last_kind.get(iid, MarginActionKind.NONE)
+        self._last_kind[iid] = kind
+        if kind is MarginActionKind.NONE:
+            return ZERO
+        if kind is MarginActionKind.ALERT:
+            if previous is not MarginActionKind.ALERT:
+                self._record(action, "alerted")
+                self._journal(AlertRaised("warning", f"margin on {iid}: {action.detail}", ZERO))
+            return ZERO
+        if self.first_action_ms is None:
+            self.first_action_ms = self.clock.now_ms()
+        if kind is MarginActionKind.TOP_UP:
+            s = self.settings
+            try:
+                with trio.fail_after(s.call_timeout):
+                    await venue.transfer(s.collateral_asset, action.top_up, s.top_up_from, s.top_up_to)
+            except (VenueError, trio.TooSlowError) as e:
+                self._record(action, f"transfer failed: {type(e).__name__}")
+                return ZERO
+            self._record(action, "transferred")
+            return action.top_up
+        holders = [r for r in self._holders(iid) if r.state in _HELD]
+        if not holders:
+            self._record(action, "no position to act on")
+            return ZERO
+        if kind is MarginActionKind.REDUCE_PAIRWISE:
+            if any(r.state is not S.HEDGED for r in holders):
+                return ZERO  # a reduction or re-hedge is in flight: judge again after it
+            total = sum((_perp_held(r) for r in holders), ZERO)
+            for r in holders:
+                share = action.reduce_quantity * _perp_held(r) / total if total > 0 else ZERO
+                qty = r.position.plan.leg_a.instrument.round_qty(share) or share
+                r.deliver(ev.ReduceRequested(qty, action.detail))
+            self._record(action, "reduce requested", holders)
+            return ZERO
+        for r in holders:  # UNWIND
+            r.deliver(ev.RiskBreached(ev.RiskKind.MARGIN, action.detail))
+        self._record(action, "unwind requested", holders)
+        return ZERO
+
+    def _record(
+        self, action: MarginAction, outcome: str, holders: list[PositionRunner] | None = None
+    ) -> None:
+        record = MarginActed(
+            str(action.instrument),
+            action.kind.value,
+            action.detail,
+            outcome,
+            ",".join(r.id for r in holders or []),
+            action.top_up,
+            action.reduce_quantity,
+            action.distance,
+        )
+        self.margin_actions.append(record)
+        del self.margin_actions[:-1000]
+        self._journal(record)
+        log.warning("margin %s on %s: %s (%s)", action.kind.value, action.instrument, outcome, action.detail)
+
+    # --- clock and re-hedges -------------------------------------------------------------------------
+
+    async def _clock_loop(self, interval: float) -> None:
+        while True:
+            for venue in list(self.venues.values()):
+                sent = self.clock.now_ms()
+                try:
+                    with trio.fail_after(self.settings.call_timeout):
+                        server = await venue.server_time_ms()
+                except (VenueError, trio.TooSlowError):
+                    continue
+                received = self.clock.now_ms()
+                self._modes_changed(self.risk.on_clock(venue.name, sent, server, received, received))
+            await trio.sleep(interval)
+
+    async def _watch_rehedge(self, runner: PositionRunner, fill_key: str) -> None:
+        """Measure how long the position takes to be hedged again after a venue fill (the fill
+        is routed to the runner after this hook saw it: wait until the runner applied it)."""
+        deadline = runner.position.plan.hedge_timeout_ms / 1000
+        start = trio.current_time()
+
+        def hedged() -> bool:
+            p = runner.position
+            return fill_key in p.trade_keys and p.state in (S.HEDGED, S.CLOSED) and p.unhedged_qty == 0
+
+        with trio.move_on_after(deadline):
+            while not hedged():
+                await runner.wait_stepped()
+        took = trio.current_time() - start
+        within = hedged()
+        record = RehedgeChecked(runner.id, within, took, deadline, runner.state.value)
+        self.rehedges.append(record)
+        self._journal(record, runner.id)
+        if not within:
+            self._journal(
+                AlertRaised(
+                    "critical",
+                    f"{runner.id}: not re-hedged within {deadline} s",
+                    runner.position.unhedged_qty,
+                ),
+                runner.id,
+            )
+
+
+def _perp_held(runner: PositionRunner) -> Decimal:
+    plan = runner.position.plan
+    leg = Leg.A if plan.leg_a.instrument.is_perpetual else Leg.B
+    return runner.position.held(leg)
