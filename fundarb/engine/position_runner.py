@@ -27,7 +27,7 @@ from fundarb.core.position import Position, PositionState, step
 from fundarb.core.position_model import Leg
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.executor import CommandExecutor, ExecutorSettings
-from fundarb.engine.records import AlertRaised, PositionStepped
+from fundarb.engine.records import AlertRaised, ExposureMeasured, HedgeGapMeasured, PositionStepped
 from fundarb.engine.telemetry import NULL_TELEMETRY, Telemetry
 from fundarb.journal.base import Entry, Journal
 from fundarb.venues.protocol import Venue
@@ -106,6 +106,7 @@ class PositionRunner:
                 async for event in self._receive:
                     await self.apply(event, commands, rest_fallback=False)
                     if self.state is S.CLOSED and not self.position.working():
+                        self._settled_exposure()
                         commands.cancel_scope.cancel()
                         break
         finally:
@@ -157,7 +158,21 @@ class PositionRunner:
         self.telemetry.order_sent(cmd.request.instrument.venue)
         started = self._hedge_triggered.pop(cmd.request.client_order_id, None)
         if started is not None:
-            self.telemetry.hedge_gap(trio.current_time() - started)
+            gap = trio.current_time() - started
+            self.telemetry.hedge_gap(gap)
+            self._note(HedgeGapMeasured(cmd.request.client_order_id, gap))
+
+    def _note(self, record: object) -> None:
+        """Journal a non-critical measurement (batched; never blocks the hot path)."""
+        try:
+            self.journal.append_nowait(Entry(record, self.clock.now_ms(), self.id))
+        except Exception as e:  # a full or closed journal must not stop trading; say so loudly
+            log.error("position %s: measurement not journaled: %s", self.id, e)
+
+    def _settled_exposure(self) -> None:
+        self._account_exposure(self.clock.now_ms())
+        self.telemetry.naked_exposure(self.naked_notional_seconds)
+        self._note(ExposureMeasured(self.naked_notional_seconds, self.worst_naked_notional))
 
     async def _timer(self, deadline_ms: int) -> None:
         await trio.sleep_until(self.clock.trio_deadline(deadline_ms))
@@ -200,8 +215,7 @@ class PositionRunner:
                 event = await self._receive.receive()
                 await self.apply(event, commands, rest_fallback=True)
             commands.cancel_scope.cancel()
-        self._account_exposure(self.clock.now_ms())
-        self.telemetry.naked_exposure(self.naked_notional_seconds)
+        self._settled_exposure()
 
     async def _give_up(self, reason: str) -> None:
         with trio.move_on_after(5, shield=True):

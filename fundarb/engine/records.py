@@ -49,6 +49,22 @@ class AlertRaised:
 
 
 @attrs.frozen
+class HedgeGapMeasured:
+    """Leg-A fill received -> hedge order ``cid`` written, in seconds."""
+
+    cid: str
+    seconds: float
+
+
+@attrs.frozen
+class ExposureMeasured:
+    """A position's unhedged notional over its life: the integral (notional x seconds) and the peak."""
+
+    naked_notional_seconds: float
+    worst_naked_notional: float
+
+
+@attrs.frozen
 class EngineStarted:
     """The engine started in ``mode``; the configuration itself is in the journal's meta."""
 
@@ -61,6 +77,8 @@ TAGS: dict[str, type] = {
     "engine.position_stepped": PositionStepped,
     "engine.alert": AlertRaised,
     "engine.started": EngineStarted,
+    "engine.hedge_gap": HedgeGapMeasured,
+    "engine.exposure": ExposureMeasured,
     "core.plan": PositionPlan,
     "core.leg_spec": LegSpec,
     **{

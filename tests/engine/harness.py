@@ -83,7 +83,7 @@ async def open_harness(
     venue = venue if venue is not None else SimVenue.for_tests(speed=1.0)
     clock = EngineClock.start(base_ms=SIM_EPOCH_MS)
     telemetry = RecordingTelemetry()
-    async with open_journal(None, tmp_path) as journal, trio.open_nursery() as n:
+    async with open_journal(None, tmp_path, inline_for_tests=True) as journal, trio.open_nursery() as n:
         await n.start(journal.run_writer)
         manager = PositionManager(
             {"sim": venue},

@@ -31,7 +31,7 @@ async def _flat(venue) -> bool:
     return all(p.quantity == 0 for p in await venue.positions())
 
 
-async def test_partial_fill_of_leg_a_is_hedged_for_what_filled(tmp_path, engine_clock):
+async def test_partial_fill_of_leg_a_is_hedged_for_what_filled(tmp_path, autojump_clock):
     thin = ExchangeConfig(book=BookConfig(level_notional=D(3000), depth_jitter=0.0))  # 0.1 BTC a level
     venue = SimVenue.for_tests(config=thin)
     async with open_harness(tmp_path, venue) as h:
@@ -43,7 +43,7 @@ async def test_partial_fill_of_leg_a_is_hedged_for_what_filled(tmp_path, engine_
         assert p.held(Leg.B) == p.held(Leg.A)
 
 
-async def test_lost_acknowledgement_is_resolved_by_query_without_a_duplicate(tmp_path, engine_clock):
+async def test_lost_acknowledgement_is_resolved_by_query_without_a_duplicate(tmp_path, autojump_clock):
     venue = HookedVenue(SimVenue.for_tests())
 
     async def lose_hedge_ack(request, place):
@@ -64,7 +64,7 @@ async def test_lost_acknowledgement_is_resolved_by_query_without_a_duplicate(tmp
         assert "QueryOrder" in kinds
 
 
-async def test_venue_dies_mid_hedge_and_the_shielded_unwind_completes(tmp_path, engine_clock):
+async def test_venue_dies_mid_hedge_and_the_shielded_unwind_completes(tmp_path, autojump_clock):
     venue = HookedVenue(SimVenue.for_tests())
     hedge_sent = trio.Event()
 
@@ -88,7 +88,7 @@ async def test_venue_dies_mid_hedge_and_the_shielded_unwind_completes(tmp_path, 
         assert any(o.purpose is OrderPurpose.UNWIND for o in runner.position.orders)
 
 
-async def test_cancel_then_fill_is_unwound(tmp_path, engine_clock):
+async def test_cancel_then_fill_is_unwound(tmp_path, autojump_clock):
     venue = HookedVenue(SimVenue.for_tests())
 
     async def fills_before_cancel(instrument, cid):
@@ -113,7 +113,7 @@ async def test_cancel_then_fill_is_unwound(tmp_path, engine_clock):
         assert await _flat(venue)
 
 
-async def test_sigint_during_hedge_pending_hedges_or_flattens_before_exit(tmp_path, engine_clock):
+async def test_sigint_during_hedge_pending_hedges_or_flattens_before_exit(tmp_path, autojump_clock):
     inner = SimVenue.for_tests()
     venue = HookedVenue(inner)
     hedge_sent = trio.Event()
@@ -149,7 +149,10 @@ async def test_sigint_during_hedge_pending_hedges_or_flattens_before_exit(tmp_pa
 
 
 async def _run(config, venue, *, task_status):
-    await run_engine(config, {"sim": venue}, clock=EngineClock.start(SIM_EPOCH_MS), task_status=task_status)
+    await run_engine(
+        config, {"sim": venue}, clock=EngineClock.start(SIM_EPOCH_MS), journal_options={"inline_for_tests": True},
+        task_status=task_status,
+    )
 
 
 def _plan(engine):
@@ -169,5 +172,5 @@ def _entry(price):
 async def _read(tmp_path):
     from fundarb.journal import open_journal
 
-    async with open_journal(None, tmp_path) as journal:
+    async with open_journal(None, tmp_path, inline_for_tests=True) as journal:
         return await journal.read()

@@ -18,7 +18,7 @@ from .harness import open_harness, wait_state
 S = PositionState
 
 
-async def test_happy_path_opens_hedges_and_journals(tmp_path, engine_clock):
+async def test_happy_path_opens_hedges_and_journals(tmp_path, autojump_clock):
     async with open_harness(tmp_path) as h:
         runner = await h.open(h.plan())
         await wait_state(runner, S.HEDGED)
@@ -38,7 +38,7 @@ async def test_happy_path_opens_hedges_and_journals(tmp_path, engine_clock):
         assert rebuilt.positions["t1"].held(Leg.B) == D("0.1")
 
 
-async def test_funding_settles_on_the_hedged_position(tmp_path, engine_clock):
+async def test_funding_settles_on_the_hedged_position(tmp_path, autojump_clock):
     venue = SimVenue.for_tests(speed=3600.0, funding_rate=D("0.0003"), step_ms=300_000)
     async with open_harness(tmp_path, venue) as h:
         runner = await h.open(h.plan())
@@ -47,7 +47,7 @@ async def test_funding_settles_on_the_hedged_position(tmp_path, engine_clock):
         assert runner.position.funding > 0  # short perp receives positive funding
 
 
-async def test_hedge_rejected_unwinds_leg_a(tmp_path, engine_clock):
+async def test_hedge_rejected_unwinds_leg_a(tmp_path, autojump_clock):
     from fundarb.core.model import Wallet
 
     # no USDT in the spot wallet: the spot hedge is rejected for insufficient balance
