@@ -44,14 +44,16 @@ async def open_venues(config: Config) -> AsyncIterator[dict[str, Venue]]:
             if name == "sim" or config.mode is Mode.PAPER:
                 venues["sim"] = paper_venue(config)
             elif name == "binance":
-                from fundarb.venues.binance import BinanceVenue
+                from fundarb.venues.binance import BinanceVenue, Credentials
 
-                creds = config.credentials
-                assert creds.binance_api_key is not None and creds.binance_api_secret is not None
+                creds = config.credentials.for_venue("binance")
+                if creds is None:  # load_config refuses live mode without keys; be explicit anyway
+                    raise ValueError("binance is configured without FUNDARB_BINANCE_API_KEY/SECRET")
                 venues["binance"] = BinanceVenue(
-                    creds.binance_api_key.reveal(),
-                    creds.binance_api_secret.reveal(),
-                    testnet=config.binance_testnet or config.mode is Mode.TESTNET,
+                    Credentials(creds.key.reveal(), creds.secret),
+                    testnet=config.uses_testnet("binance"),
+                    call_timeout=config.execution.order_timeout,
+                    watchdog=config.execution.ws_watchdog,
                 )
             else:
                 raise ValueError(f"venue {name!r} has no adapter yet")
