@@ -413,6 +413,8 @@ class RestApp:
             if not message.get("more_body"):
                 break
         status, doc, headers = await self._answer(scope, body, receive)
+        if isinstance(doc, dict) and status >= 400 and isinstance(doc.get("code"), int):
+            self.state.errors[doc["code"]] = self.state.errors.get(doc["code"], 0) + 1
         if status == 0:
             return  # a lost acknowledgement: the client went away without an answer
         raw_headers = [(b"content-type", b"application/json;charset=UTF-8")]

@@ -36,6 +36,8 @@ class ServerState:
     listen_keys: set[str] = attrs.field(factory=set)
     listen_tokens: set[str] = attrs.field(factory=set)
     requests_served: int = 0
+    #: Binance error code -> how many answers carried it
+    errors: dict[int, int] = attrs.field(factory=dict)
     _seq: int = 0
 
     def now_ms(self) -> int:

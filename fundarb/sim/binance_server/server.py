@@ -67,6 +67,7 @@ class ServerStatistics:
     requests: int
     connections: int
     injected: Mapping[str, int]
+    errors: Mapping[int, int]
 
 
 def _wall_ms() -> int:
@@ -162,9 +163,12 @@ class BinanceServer:
             task_status.started(ServerUrls(http=http, ws=f"ws://{host}:{ws}"))
 
     def statistics(self) -> ServerStatistics:
-        """Requests served, open websocket connections, faults injected so far."""
+        """Requests served, open websocket connections, faults injected, error answers by Binance code."""
         return ServerStatistics(
-            self.state.requests_served, self.state.control.connections(), dict(self.state.control.injected)
+            self.state.requests_served,
+            self.state.control.connections(),
+            dict(self.state.control.injected),
+            dict(self.state.errors),
         )
 
 

@@ -299,6 +299,7 @@ async def test_wrong_secret_is_refused_with_minus_1022(clock: trio.testing.MockC
             with pytest.raises(OrderRejected) as info:
                 await lp.venue.place_order(OrderRequest("lb-sig-1", PERP, Side.BUY, D("0.010"), D("29000.0")))
             assert info.value.code == -1022
+            assert lp.server.statistics().errors == {-1022: 1}
 
 
 async def test_clock_offset_is_resynced_after_minus_1021(clock: trio.testing.MockClock) -> None:
@@ -315,5 +316,7 @@ async def test_clock_offset_is_resynced_after_minus_1021(clock: trio.testing.Moc
             v.rest._wall_ms = skewed_wall_ms
             await v.place_order(OrderRequest("lb-ts-1", PERP, Side.BUY, D("0.010"), D("29000.0")))
             skew[0] = 10_000
+            assert lp.server.statistics().errors.get(-1021) is None
             ack = await v.place_order(OrderRequest("lb-ts-2", PERP, Side.BUY, D("0.010"), D("29000.0")))
             assert ack.status is OrderStatus.NEW
+            assert lp.server.statistics().errors[-1021] == 1  # refused once, then accepted after the resync
