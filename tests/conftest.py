@@ -5,6 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# The suite runs on 2 cores under pytest-xdist next to PostgreSQL: per-example wall-clock deadlines
+# would make property tests flaky without making them stricter. Example counts stay as each test sets.
+settings.register_profile("fundarb", deadline=None)
+settings.load_profile("fundarb")
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 
 from fundarb.core import events as ev
+from fundarb.core.client_ids import make_client_order_id
 from fundarb.core.commands import (
     Alert,
     ArmTimer,
@@ -90,7 +91,7 @@ def _place(
 ) -> Result:
     spec = p.plan.leg(leg)
     side = spec.side if purpose.increases else spec.side.opposite
-    cid = f"fa.{p.id}.{leg.value}.{p.next_seq}"  # fundarb.venues.client_ids format
+    cid = make_client_order_id(p.id, leg.value, p.next_seq)
     inst = spec.instrument
     if limit is not None:
         request = OrderRequest(

@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from fundarb.core import events as ev
+from fundarb.core.client_ids import parse_client_order_id
 from fundarb.core.model import FundingPayment, OrderStatus
 from fundarb.core.position import Position, PositionState
 from fundarb.core.position_model import Leg, PositionPlan
@@ -47,10 +48,8 @@ S = PositionState
 
 def owner_of(cid: str) -> str | None:
     """The position id inside one of our client order ids (``fa.<id>.<leg>.<n>``), else None."""
-    parts = cid.split(".")
-    if len(parts) == 4 and parts[0] == "fa":
-        return parts[1]
-    return None
+    parsed = parse_client_order_id(cid)
+    return None if parsed is None else parsed[0]
 
 
 def position_events(event: VenueEvent) -> list[tuple[str, object]]:
