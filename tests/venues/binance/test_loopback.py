@@ -7,6 +7,7 @@ only after 20 ms of real idleness, so loopback I/O completes first); no test rea
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal as D
@@ -29,6 +30,7 @@ from fundarb.core.venue_events import (
     VenueEvent,
 )
 from fundarb.sim.binance_server import BinanceServer
+from fundarb.sim.faults import FaultPlan, FaultyVenue
 from fundarb.venues.binance import Credentials
 from fundarb.venues.binance._ws import ReconnectPolicy
 from fundarb.venues.binance.client import BinanceVenue
@@ -320,3 +322,44 @@ async def test_clock_offset_is_resynced_after_minus_1021(clock: trio.testing.Moc
             ack = await v.place_order(OrderRequest("lb-ts-2", PERP, Side.BUY, D("0.010"), D("29000.0")))
             assert ack.status is OrderStatus.NEW
             assert lp.server.statistics().errors[-1021] == 1  # refused once, then accepted after the resync
+
+
+async def test_fault_layer_behind_the_server(clock: trio.testing.MockClock) -> None:
+    """A FaultyVenue behind the server: its lost acks become 503/-1007 (OutcomeUnknown for the
+    adapter, resolved by the client order id) and its websocket drop closes the socket."""
+    plan = FaultPlan.from_dict(
+        {"lost_ack_rate": 1.0, "ws_drops": [{"at_s": 5, "down_s": 3, "stream": "market"}]}
+    )
+    server = BinanceServer.for_tests(
+        credentials={KEY: SECRET}, balances=RICH, start_ms=T0_MS,
+        wrap=lambda sim: FaultyVenue(sim, plan, random.Random(1)),
+    )  # fmt: skip
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(server.run)
+            v = BinanceVenue(
+                Credentials(KEY, SECRET), base_urls=urls.base_urls(), wall_ms=wall_ms, reconnect=FAST
+            )
+            send, receive = trio.open_memory_channel[VenueEvent](10_000)
+            await nursery.start(v.run_market_data, [PERP], send)
+            with pytest.raises(OutcomeUnknown):
+                await v.place_order(OrderRequest("lb-fault-1", PERP, Side.BUY, D("0.010"), D("29000.0")))
+            assert (await v.query_order(PERP, "lb-fault-1")).status is OrderStatus.NEW
+            assert server.statistics().errors == {-1007: 1}
+            # the plan drops the market stream at 5 s for 3 s: the server closes the sockets (and
+            # those reopened inside the window), the adapter reconnects and resyncs each time
+            lost: set[str] = set()
+            resynced: set[str] = set()
+            while True:
+                event = await receive.receive()
+                if isinstance(event, StreamDisconnected):
+                    assert event.ts_ms >= T0_MS + 4900  # the plan's clock starts when the server does
+                    lost.add(event.stream)
+                elif isinstance(event, StreamResynced):
+                    resynced.add(event.stream)
+                elif isinstance(event, FundingReceived) and event.funding.ts_ms >= T0_MS + 9000:
+                    break
+            assert lost == resynced == {"usdm-market", "usdm-public"}
+            assert plan.ws_drops and server.statistics().connections == 2
+            await v.aclose()
+            nursery.cancel_scope.cancel()
