@@ -5,7 +5,18 @@ names, import them below and add them to ``__all__`` (kept sorted: ruff RUF022).
 ``tests/test_public_api.py`` checks that every listed name exists and is the module's own object.
 """
 
+from fundarb.core.commands import (
+    Alert,
+    ArmTimer,
+    CancelOrder,
+    Command,
+    OrderPurpose,
+    PlaceOrder,
+    QueryOrder,
+    Severity,
+)
 from fundarb.core.errors import FundarbError, InvalidOrder, InvalidValue, TransitionError
+from fundarb.core.events import Event, RiskKind
 from fundarb.core.model import (
     ZERO,
     Balance,
@@ -28,6 +39,8 @@ from fundarb.core.model import (
     Wallet,
     to_decimal,
 )
+from fundarb.core.position import TRANSITIONS, Position, PositionState, check_invariant, step
+from fundarb.core.position_model import Leg, LegSpec, PositionPlan
 from fundarb.core.venue_events import (
     BalanceReported,
     FillReported,
@@ -42,9 +55,15 @@ from fundarb.core.venue_events import (
 )
 
 __all__ = [
+    "TRANSITIONS",
     "ZERO",
+    "Alert",
+    "ArmTimer",
     "Balance",
     "BalanceReported",
+    "CancelOrder",
+    "Command",
+    "Event",
     "Fill",
     "FillReported",
     "FundarbError",
@@ -56,16 +75,26 @@ __all__ = [
     "InstrumentId",
     "InvalidOrder",
     "InvalidValue",
+    "Leg",
+    "LegSpec",
     "Liquidity",
     "Market",
+    "OrderPurpose",
     "OrderReported",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
     "OrderUpdate",
+    "PlaceOrder",
+    "Position",
+    "PositionPlan",
     "PositionReported",
+    "PositionState",
+    "QueryOrder",
     "Quote",
     "QuoteReceived",
+    "RiskKind",
+    "Severity",
     "Side",
     "StreamDisconnected",
     "StreamResynced",
@@ -75,5 +104,7 @@ __all__ = [
     "VenueFillKind",
     "VenuePosition",
     "Wallet",
+    "check_invariant",
+    "step",
     "to_decimal",
 ]
