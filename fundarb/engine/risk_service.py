@@ -69,7 +69,9 @@ _HELD = (S.HEDGED, S.REBALANCING)
 @attrs.frozen
 class RiskServiceSettings:
     """How the service runs. Intervals in seconds; ``margin_interval=None`` turns the margin
-    monitor off (an *unmanaged* book, for comparisons), ``clock_interval=None`` the clock check.
+    monitor off (an *unmanaged* book, for comparisons; read on every pass, so
+    ``service.settings = attrs.evolve(...)`` retunes a running service), ``clock_interval=None``
+    the clock check (fixed at start).
     ``entry_leverage`` is the perp leg's leverage the gate judges entries at; ``equity`` the
     account equity for gross leverage; ``delta_tolerance`` in quote units per asset."""
 
@@ -300,8 +302,7 @@ class RiskService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._tick_loop)
-            if self.settings.margin_interval is not None:
-                nursery.start_soon(self._margin_loop, self.settings.margin_interval)
+            nursery.start_soon(self._margin_loop)
             if self.settings.clock_interval is not None:
                 nursery.start_soon(self._clock_loop, self.settings.clock_interval)
             task_status.started()
@@ -350,8 +351,12 @@ class RiskService:
 
     # --- margin ---------------------------------------------------------------------------------
 
-    async def _margin_loop(self, interval: float) -> None:
-        while True:
+    async def _margin_loop(self) -> None:
+        while True:  # settings are read on every pass: the operator (or a test) may retune them
+            interval = self.settings.margin_interval
+            if interval is None:  # monitor off: an unmanaged book
+                await trio.sleep(self.settings.tick_interval)
+                continue
             for venue in list(self.venues.values()):
                 await self.check_margin(venue)
             await trio.sleep(interval)
