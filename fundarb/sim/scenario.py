@@ -24,12 +24,20 @@ checked against. The format is documented for operators in ``sim/README.md``; in
     [faults]                   # a fundarb.sim.fault_plan.FaultPlan table
     lost_ack_rate = 0.1
 
+    [account]                  # the simulated account's opening balances (USDT)
+    futures_usdt = 100000
+    spot_usdt = 100000
+
     [limits]
     max_naked_notional = 20000         # USDT
     max_naked_notional_seconds = 60000 # USDT * engine seconds
     flatten_within_s = 120             # engine seconds for the final flatten
     min_positions = 1                  # the run must actually trade
     exercised = ["lost_ack"]           # FaultyVenue.injected counters that must be > 0
+
+``clock_check_s`` (optional) turns on the risk service's venue-clock check at that interval;
+paper mode leaves it off because the simulated clock runs ``speed`` times faster than the
+engine's, so it only makes sense with ``speed = 1``.
 
 Every table is validated when the file loads: an unknown key, a bad value or a missing required
 key raises :class:`ScenarioError` naming the file and the key.
@@ -67,6 +75,8 @@ _TOP_KEYS = {
     "engine",
     "faults",
     "limits",
+    "account",
+    "clock_check_s",
 }
 _DEFAULT_START_MS = SIM_EPOCH_MS + 7 * 3_600_000  # one hour before the 08:00 funding
 
@@ -158,6 +168,8 @@ class Scenario:
     fault_table: Mapping[str, Any]
     limits: Limits
     path: str = ""
+    balances: Mapping[str, Decimal] = attrs.field(factory=dict)
+    clock_check_s: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "<scenario>") -> Scenario:
@@ -188,6 +200,18 @@ class Scenario:
         except ValueError as e:
             raise ScenarioError(f"{source}: faults: {e}") from None
         limits = Limits.from_dict(f"{source}: limits", _table(f"{source}: limits", d.get("limits", {})))
+        account = _table(f"{source}: account", d.get("account", {}))
+        if set(account) - {"futures_usdt", "spot_usdt"}:
+            raise ScenarioError(
+                f"{source}: account: unknown keys {sorted(set(account) - {'futures_usdt', 'spot_usdt'})}"
+            )
+        balances = {k: _dec(f"{source}: account.{k}", v) for k, v in account.items()}
+        if any(v < 0 for v in balances.values()):
+            raise ScenarioError(f"{source}: account: balances must be >= 0")
+        clock_check = d.get("clock_check_s")
+        clock_check_s = (
+            None if clock_check is None else _num(f"{source}: clock_check_s", clock_check, positive=True)
+        )
         scenario = cls(
             name,
             description,
@@ -202,6 +226,8 @@ class Scenario:
             fault_table,
             limits,
             source,
+            balances,
+            clock_check_s,
         )
         scenario.driver(seed)  # validate the market table now, not mid-run
         scenario.config({})

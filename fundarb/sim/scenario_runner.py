@@ -3,17 +3,15 @@
 ::
 
     run_scenario(scenario, seed)            (sync: its own trio.run on a MockClock)
-     └── journal (SQLite, temporary directory) + journal writer
-          ├── PositionManager (fundarb.engine.manager), every position a PositionRunner
-          ├── market stream -> run_ingest -> MarketState (fundarb.engine.market)
-          ├── user stream   -> run_ingest -> PositionManager.route
-          ├── CarryTrader (fundarb.engine.trader): core.strategy.decide on the market state
-          └── venue = FaultyVenue(SimVenue(exchange, driver), scenario faults, Random(seed))
+     └── fundarb.engine.app.Engine.run       (the production engine, unchanged)
+          ├── journal: the SQLite journal in a temporary directory (calls inline, see below)
+          ├── PositionManager / PositionRunner per position, CarryTrader, MarketState, ...
+          ├── whatever else Engine.run starts (risk service, health endpoint on 127.0.0.1:0)
+          └── venues {"sim": FaultyVenue(SimVenue(exchange, driver), scenario faults, Random(seed))}
 
-This is the wiring of :class:`fundarb.engine.app.Engine.run` without its HTTP server and status
-line (a scenario needs no socket). After ``horizon`` the runner halts entries and flattens
-every position (the kill switch, :meth:`PositionManager.flatten_all`), measures how long the book
-takes to be flat, stops the engine (positions clean up shielded, as in production), and then
+After ``horizon`` the runner pulls the engine's kill switch (:meth:`Engine.kill`: no new
+entries, every position flattened), measures how long the book takes to be flat, stops the
+engine (positions clean up shielded, as in production), and then
 checks against the *inner* SimVenue, which is the truth:
 
 * ``naked``: the largest unhedged notional and its notional-seconds (from every PositionRunner)
@@ -25,6 +23,7 @@ checks against the *inner* SimVenue, which is the truth:
 * ``funding``: funding the positions accounted equals what the venue settled (within tolerance);
 * ``journal``: no event lost: every step a runner applied is in the journal, and folding the
   journal gives exactly each runner's final position;
+* ``started``: the engine started (a start-up call that failed under the faults kills it);
 * ``exercised``: every fault counter the scenario names was injected at least once;
 * ``traded``: at least ``min_positions`` positions were opened.
 
@@ -54,30 +53,24 @@ import attrs
 import trio
 import trio.testing
 
-from fundarb.core import strategy as st
 from fundarb.core.model import ZERO, InstrumentId, Market, Side, Wallet
 from fundarb.core.position import Position, PositionState
 from fundarb.core.position_model import Leg
-from fundarb.core.venue_events import VenueEvent
-from fundarb.engine.app import candidates_for
+from fundarb.engine.app import Engine
 from fundarb.engine.clock import EngineClock
-from fundarb.engine.executor import ExecutorSettings
 from fundarb.engine.manager import PositionManager, owner_of
-from fundarb.engine.market import MarketState, run_ingest
 from fundarb.engine.records import PositionStepped
 from fundarb.engine.recovery import fold_journal
-from fundarb.engine.telemetry import RecordingTelemetry
-from fundarb.engine.trader import Candidate, CarryTrader
 from fundarb.journal import JOURNAL_FILENAME
 from fundarb.journal.base import Entry, Journal
 from fundarb.journal.errors import JournalError
 from fundarb.journal.sqlite import SqliteJournal
+from fundarb.metrics import create_metrics
 from fundarb.sim.exchange import SimExchange
 from fundarb.sim.faults import FaultyVenue
 from fundarb.sim.instruments import default_instruments
 from fundarb.sim.scenario import Scenario
 from fundarb.sim.venue import DEFAULT_BALANCES, SimVenue
-from fundarb.venues.errors import VenueError
 
 __all__ = [
     "Check",
@@ -152,6 +145,16 @@ class Outcome:
         return d
 
 
+class _ObservedFaultyVenue(FaultyVenue):
+    """Counts skewed clock readings the engine took (the fault layer has no counter for them)."""
+
+    async def server_time_ms(self) -> int:
+        t = await super().server_time_ms()
+        if self.plan.clock_skew_ms:
+            self._count("clock_skew")
+        return t
+
+
 class _InlineSqliteJournal(SqliteJournal):
     """The real SQLite journal (same schema, codec, WAL, synchronous commits) with its calls run
     inline instead of in a worker thread: a thread finishing at a real-time moment would make the
@@ -191,17 +194,6 @@ class _CountingJournal:
             if isinstance(e.payload, PositionStepped) and e.position_id is not None:
                 self.applied[e.position_id] += 1
         return seqs
-
-
-@attrs.define
-class _Halt:
-    reason: str = ""
-
-    def entries_allowed(self, market: MarketState, c: Candidate) -> str | None:
-        if self.reason:
-            return self.reason
-        stale = market.stale([c.perp.id, c.spot.id])
-        return f"stale market data: {', '.join(map(str, stale))}" if stale else None
 
 
 def seed_scheduler(seed: int) -> bool:
@@ -252,102 +244,59 @@ def run_scenario(
         restore_scheduler(previous)
 
 
-async def _retry(what: str, fn: Any, attempts: int = 30) -> Any:
-    """Start-up calls go through the faults too; an engine operator would retry them."""
-    for i in range(attempts):
-        try:
-            with trio.fail_after(30):
-                return await fn()
-        except (VenueError, trio.TooSlowError) as e:
-            log.info("%s failed (%s), retrying", what, e)
-            await trio.sleep(min(2.0**i, 10.0))
-    raise RuntimeError(f"{what}: still failing after {attempts} attempts")
-
-
 async def run_scenario_async(scenario: Scenario, seed: int, data_dir: Path) -> Outcome:
     """Run ``scenario`` inside the current Trio run (which must be on a MockClock for speed)."""
-    cfg = scenario.config({"FUNDARB_DATA_DIR": str(data_dir), "FUNDARB_SIM_SEED": str(seed)})
+    base = {
+        "FUNDARB_DATA_DIR": str(data_dir),
+        "FUNDARB_SIM_SEED": str(seed),
+        "FUNDARB_HTTP_BIND": "127.0.0.1:0",  # the engine's health endpoint, on a free local port
+        "FUNDARB_STATUS_INTERVAL": "3600",  # no status lines in the scenario's output
+    }
+    cfg = scenario.config(base)
     driver = scenario.driver(seed)
     exchange = SimExchange(default_instruments("sim", tuple(sorted(driver.symbols))), venue="sim", seed=seed)
-    exchange.open_account("main", DEFAULT_BALANCES)
+    balances = dict(DEFAULT_BALANCES)
+    for key, wallet in (("futures_usdt", Wallet.FUTURES), ("spot_usdt", Wallet.SPOT)):
+        if key in scenario.balances:
+            balances[(wallet, "USDT")] = scenario.balances[key]
+    exchange.open_account("main", balances)
     inner = SimVenue(
         exchange, driver, start_ms=scenario.start_ms, speed=scenario.speed, step_ms=scenario.step_ms
     )
-    venue = FaultyVenue(inner, scenario.faults, random.Random(seed))
-    venues = {"sim": venue}
+    venue = _ObservedFaultyVenue(inner, scenario.faults, random.Random(seed))
     clock = EngineClock.start(base_ms=scenario.start_ms)
-    telemetry = RecordingTelemetry()
-    halt = _Halt()
     time_to_flat: float | None = None
+    startup_error = ""
     async with _open_journal(data_dir) as raw_journal:
         journal = _CountingJournal(raw_journal)
-        market = MarketState(clock, int(cfg.risk.stale_after * 1000))
-        manager = PositionManager(
-            venues,
-            journal,
-            clock,
-            telemetry,
-            ExecutorSettings(order_timeout=cfg.execution.order_timeout),
-        )
+        engine = Engine(cfg, {"sim": venue}, journal, clock, create_metrics())
+        risk = getattr(engine, "risk", None)
+        if scenario.clock_check_s is not None and risk is not None:
+            risk.settings = attrs.evolve(risk.settings, clock_interval=scenario.clock_check_s)
         async with trio.open_nursery() as root:
-            await root.start(raw_journal.run_writer)
-            await root.start(manager.run)
-            candidates = await _retry("instruments", lambda: candidates_for(venues, cfg.symbols))
-            instruments = [i for c in candidates for i in (c.perp.id, c.spot.id)]
-            await root.start(_run_streams, venue, instruments, market, manager)
-            trader = CarryTrader(
-                market,
-                manager,
-                candidates,
-                st.CostModel.binance_vip0(),
-                st.StrategyParams(
-                    entry_apr=float(cfg.strategy.entry_apr),
-                    exit_apr=float(cfg.strategy.exit_apr),
-                    leverage=float(cfg.risk.leverage),
-                ),
-                float(cfg.risk.capital),
-                float(cfg.risk.max_position_notional),
-                cfg.risk.max_open_positions,
-                hedge_timeout_ms=int(cfg.execution.hedge_timeout * 1000),
-                leg_a_is_perp=cfg.strategy.leg_a is Market.PERPETUAL,
-                entries_allowed=lambda c: halt.entries_allowed(market, c),
-            )
-            await root.start(trader.run)
-            await trio.sleep(scenario.horizon_ms / 1000 / scenario.speed)
-            halt.reason = "scenario horizon reached"
-            manager.flatten_all(halt.reason)
-            started = trio.current_time()
-            with trio.move_on_after(scenario.limits.flatten_within_s):
-                while not _flat(manager):  # noqa: ASYNC110 - runners have no "all flat" event
-                    await trio.sleep(0.01)
-                time_to_flat = trio.current_time() - started
+            try:
+                await root.start(engine.run)
+            except Exception as e:  # the engine died starting (a start-up call failed): a finding
+                startup_error = f"{type(e).__name__}: {e}"
+                log.error("engine start-up failed: %s", startup_error)
+            else:
+                await trio.sleep(scenario.horizon_ms / 1000 / scenario.speed)
+                await engine.kill("scenario horizon reached")  # the operator's kill switch
+                started = trio.current_time()
+                with trio.move_on_after(scenario.limits.flatten_within_s):
+                    while not _flat(engine.manager):  # noqa: ASYNC110 - runners have no "all flat" event
+                        await trio.sleep(0.01)
+                    time_to_flat = trio.current_time() - started
             root.cancel_scope.cancel()
         records = await raw_journal.read()
     # the truth, straight from the simulated venue (no faults in the way)
-    return await _judge(scenario, seed, manager, journal.applied, records, inner, venue, time_to_flat)
+    return await _judge(
+        scenario, seed, engine.manager, journal.applied, records, inner, venue, time_to_flat, startup_error
+    )
 
 
 def _flat(manager: PositionManager) -> bool:
     return all(r.state is S.CLOSED and not r.position.working() for r in manager.runners.values())
-
-
-async def _run_streams(
-    venue: FaultyVenue,
-    instruments: list[InstrumentId],
-    market: MarketState,
-    manager: PositionManager,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """As :meth:`fundarb.engine.app.Engine._run_venue`: both streams through run_ingest."""
-    market_send, market_receive = trio.open_memory_channel[VenueEvent](1024)
-    user_send, user_receive = trio.open_memory_channel[VenueEvent](10_000)
-    async with trio.open_nursery() as n:
-        await n.start(run_ingest, market_receive, market, manager.route)
-        await n.start(run_ingest, user_receive, market, manager.route)
-        await n.start(venue.run_market_data, instruments, market_send)
-        await n.start(venue.run_user_data, user_send)
-        task_status.started()
 
 
 def _signed(side: Side, qty: Decimal) -> Decimal:
@@ -392,10 +341,11 @@ async def _judge(
     inner: SimVenue,
     venue: FaultyVenue,
     time_to_flat: float | None,
+    startup_error: str = "",
 ) -> Outcome:
     lim = scenario.limits
     runners = manager.runners
-    checks: list[Check] = []
+    checks: list[Check] = [Check("started", not startup_error, startup_error or "engine started")]
     worst = max((r.worst_naked_notional for r in runners.values()), default=0.0)
     nns = sum(r.naked_notional_seconds for r in runners.values())
     checks.append(
@@ -411,7 +361,9 @@ async def _judge(
         Check(
             "flat",
             time_to_flat is not None and not not_closed,
-            f"time to flat {time_to_flat:.3f} s"
+            "engine did not start"
+            if startup_error
+            else f"time to flat {time_to_flat:.3f} s"
             if time_to_flat is not None and not not_closed
             else f"not flat within {lim.flatten_within_s:g} s: {', '.join(not_closed) or 'orders working'}",
         )
@@ -457,9 +409,10 @@ async def _judge(
             f"lost {lost or 0}; replay differs {differ or 'nowhere'}; mismatches {dict(recovered.mismatches) or 0}",
         )
     )
-    missing = [k for k in lim.exercised if venue.injected.get(k, 0) <= 0]
+    exercised = {**venue.injected, **await _observed(inner, runners)}
+    missing = [k for k in lim.exercised if exercised.get(k, 0) <= 0]
     checks.append(
-        Check("exercised", not missing, f"injected {dict(sorted(venue.injected.items()))}, missing {missing}")
+        Check("exercised", not missing, f"counters {dict(sorted(exercised.items()))}, missing {missing}")
     )
     checks.append(
         Check(
@@ -486,7 +439,7 @@ async def _judge(
         "positions": [attrs.asdict(p) for p in positions],
         "venue_book": {str(k): str(v) for k, v in sorted(venue_book.items(), key=lambda kv: str(kv[0]))},
         "funding": [str(funding_engine), str(funding_venue)],
-        "injected": dict(sorted(venue.injected.items())),
+        "injected": dict(sorted(exercised.items())),
         "time_to_flat": None if time_to_flat is None else round(time_to_flat, 3),
         "checks": [(c.name, c.ok) for c in checks],
     }
@@ -498,7 +451,7 @@ async def _judge(
         round(worst, 6),
         round(nns, 6),
         None if time_to_flat is None else round(time_to_flat, 3),
-        dict(sorted(venue.injected.items())),
+        dict(sorted(exercised.items())),
         str(funding_engine),
         str(funding_venue),
         len(records),
@@ -506,6 +459,25 @@ async def _judge(
         tuple(checks),
         digest,
     )
+
+
+async def _observed(inner: SimVenue, runners: Mapping[str, Any]) -> dict[str, int]:
+    """What the venue and the positions saw happen, beside the injected faults: venue-generated
+    fills by kind (``liquidation``, ``adl``), ``partial_fill`` (an order done with part of its
+    quantity), ``negative_funding`` settlements, and ``exit_funding_flipped`` exits."""
+    out: Counter[str] = Counter()
+    for iid in sorted(inner.exchange.instruments, key=str):
+        for f in await inner.fills_since(iid, 0):
+            if f.venue_generated is not None:
+                out[str(f.venue_generated.value).lower()] += 1
+    for r in runners.values():
+        for o in r.position.orders:
+            if not o.working and ZERO < o.filled < o.quantity:
+                out["partial_fill"] += 1
+        if "funding flipped" in r.position.reason:
+            out["exit_funding_flipped"] += 1
+    out["negative_funding"] = sum(1 for f in await inner.funding_income_since(0) if f.amount < 0)
+    return {k: v for k, v in out.items() if v}
 
 
 def _q(d: Decimal) -> str:
