@@ -46,6 +46,7 @@ class ExecutorSettings:
     not_found_checks: int = 2
     poll_interval: float = 0.2
     max_rate_limit_wait: float = 10.0
+    reject_backoff: float = 0.5  # pause before reporting a rejected reducing order (its retry follows)
 
 
 def event_for_error(cid: str, error: BaseException, *, placing: bool) -> object:
@@ -96,6 +97,10 @@ class CommandExecutor:
             self.deliver(event_for_error(cid, e, placing=True))
             return
         except VenueError as e:
+            if not cmd.purpose.increases:
+                # the machine answers a rejected unwind/exit with another one at once: pace the
+                # retries so a venue that refuses for a few seconds does not exhaust them
+                await trio.sleep(self.settings.reject_backoff)
             self.deliver(event_for_error(cid, e, placing=True))
             return
         except trio.Cancelled:
