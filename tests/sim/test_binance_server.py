@@ -51,8 +51,8 @@ PERP = InstrumentId("binance", Market.PERPETUAL, "BTCUSDT")
 class Client:
     """Raw signed requests, Binance style (all parameters in the query, signature last)."""
 
-    def __init__(self, http: httpx.AsyncClient, server: BinanceServer) -> None:
-        self.http, self.server = http, server
+    def __init__(self, http: httpx.AsyncClient, server: BinanceServer, ws: str) -> None:
+        self.http, self.server, self.ws = http, server, ws
 
     def now(self) -> int:
         return self.server.state.now_ms()
@@ -82,7 +82,7 @@ async def served(**kw: Any) -> AsyncIterator[Client]:
     async with trio.open_nursery() as nursery:
         urls = await nursery.start(server.run)
         async with httpx.AsyncClient(base_url=urls.http) as http:
-            yield Client(http, server)
+            yield Client(http, server, urls.ws)
         nursery.cancel_scope.cancel()
 
 
@@ -358,3 +358,47 @@ def test_cli_serve_refuses_bad_arguments(tmp_path: Any, capsys: pytest.CaptureFi
     assert main(["sim", "serve", "--speed", "0"]) == 2
     assert main(["sim", "serve", "--port", "70000"]) == 2
     assert main(["sim"]) == 2
+
+
+async def handshake_status(ws_url: str, target: str) -> int:
+    """The HTTP status of a websocket upgrade request to ``target`` (raw TCP, closed after)."""
+    host, port = ws_url.removeprefix("ws://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(
+            f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n" not in head:
+            chunk = await stream.receive_some(1024)
+            assert chunk
+            head += chunk
+    return int(head.split()[1])
+
+
+async def test_listen_key_lifecycle_and_private_route_checks() -> None:
+    from trio_websocket import open_websocket_url
+
+    from fundarb.venues.binance._ws import _close_transport
+
+    with trio.fail_after(30):
+        async with served() as c:
+            headers = {"X-MBX-APIKEY": KEY}
+            key = (await c.http.post("/fapi/v1/listenKey", headers=headers)).json()["listenKey"]
+            assert (await c.http.put("/fapi/v1/listenKey", headers=headers)).status_code == 200
+            assert await handshake_status(c.ws, f"/private/ws?listenKey={key}") == 101
+            async with open_websocket_url(f"{c.ws}/private/ws?listenKey={key}") as ws:
+                c.server.expire_listen_keys()
+                frame = orjson.loads(await ws.get_message())
+                await _close_transport(ws)
+            assert (frame["e"], frame["listenKey"]) == ("listenKeyExpired", key)
+            expired = await c.http.put("/fapi/v1/listenKey", headers=headers)
+            assert (expired.status_code, code_of(expired)) == (400, -1125)
+            assert await handshake_status(c.ws, f"/private/ws?listenKey={key}") == 400
+            assert await handshake_status(c.ws, "/market/stream?streams=nopeusdt@markPrice@1s") == 400
+            assert await handshake_status(c.ws, "/market/stream?streams=btcusdt@bookTicker") == 400
+            assert await handshake_status(c.ws, "/elsewhere") == 404
+            assert await handshake_status(c.ws, "/public/stream?streams=btcusdt@bookTicker") == 101
+            fresh = (await c.http.post("/fapi/v1/listenKey", headers=headers)).json()["listenKey"]
+            assert fresh != key

@@ -6,6 +6,7 @@ import secrets as _secrets
 from collections.abc import Callable, Mapping
 
 import attrs
+import trio
 
 from fundarb.core.model import Instrument, InstrumentId, Market, OrderRequest
 from fundarb.sim.binance_server._auth import ApiError
@@ -35,10 +36,19 @@ class ServerState:
     order_ids: dict[int, str] = attrs.field(factory=dict)
     listen_keys: set[str] = attrs.field(factory=set)
     listen_tokens: set[str] = attrs.field(factory=set)
+    #: set (and replaced) when the listen keys expire; /private sessions watch it
+    keys_expired: trio.Event = attrs.field(factory=trio.Event)
     requests_served: int = 0
     #: Binance error code -> how many answers carried it
     errors: dict[int, int] = attrs.field(factory=dict)
     _seq: int = 0
+
+    def expire_listen_keys(self) -> None:
+        """Expire every listen key: keep-alives get -1125 and /private sockets get
+        ``listenKeyExpired`` and close, as on Binance after 60 minutes without a keep-alive."""
+        self.listen_keys.clear()
+        expired, self.keys_expired = self.keys_expired, trio.Event()
+        expired.set()
 
     def now_ms(self) -> int:
         """The server's clock (ms since the epoch)."""

@@ -134,7 +134,7 @@ async def _route(state: ServerState, request: WebSocketRequest) -> None:
             )
             return
         ws = await request.accept()
-        await _session(state, "private", ws, partial(_user, state, ws, _perp_frames(state), wrap=None))
+        await _session(state, "private", ws, partial(_private, state, ws, key))
         return
     for prefix, route, market in (("/market", "market", Market.PERPETUAL), ("/public", "public", Market.PERPETUAL),
                                   ("", "spot", Market.SPOT)):  # fmt: skip
@@ -253,6 +253,21 @@ async def _user(
                 break
             for frame in frames.feed(event):
                 await _send(ws, frame if wrap is None else {"subscriptionId": wrap, "event": frame})
+        nursery.cancel_scope.cancel()
+
+
+async def _private(state: ServerState, ws: WebSocketConnection, key: str) -> None:
+    """USDⓈ-M user data until the venue's stream drops or the listen key expires."""
+    expired = state.keys_expired
+    async with trio.open_nursery() as nursery:
+
+        async def watch_key() -> None:
+            await expired.wait()
+            await _send(ws, {"e": "listenKeyExpired", "E": state.now_ms(), "listenKey": key})
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_key)
+        await _user(state, ws, _perp_frames(state), wrap=None)
         nursery.cancel_scope.cancel()
 
 

@@ -162,6 +162,10 @@ class BinanceServer:
             http = binds[0] if binds else f"http://{host}:{port}"
             task_status.started(ServerUrls(http=http, ws=f"ws://{host}:{ws}"))
 
+    def expire_listen_keys(self) -> None:
+        """Expire the USDⓈ-M listen keys (see :meth:`ServerState.expire_listen_keys`)."""
+        self.state.expire_listen_keys()
+
     def statistics(self) -> ServerStatistics:
         """Requests served, open websocket connections, faults injected, error answers by Binance code."""
         return ServerStatistics(

@@ -363,3 +363,21 @@ async def test_fault_layer_behind_the_server(clock: trio.testing.MockClock) -> N
             assert plan.ws_drops and server.statistics().connections == 2
             await v.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_expired_listen_key_reconnects_with_a_new_key(clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(120):
+        async with loopback() as lp:
+            v, server = lp.venue, lp.server
+            send, receive = trio.open_memory_channel[VenueEvent](10_000)
+            await lp.nursery.start(v.run_user_data, send)
+            [old_key] = server.state.listen_keys
+            server.expire_listen_keys()
+            lost = await next_matching(receive, lambda e: isinstance(e, StreamDisconnected))
+            assert (lost.stream, lost.reason) == ("usdm-private", "listen key expired")
+            back = await next_matching(receive, lambda e: isinstance(e, StreamResynced))
+            assert back.stream == "usdm-private"
+            [new_key] = server.state.listen_keys
+            assert new_key != old_key
+            await v.place_order(OrderRequest("lb-key-1", PERP, Side.BUY, D("0.010"), D("29000.0")))
+            await next_matching(receive, order_of("lb-key-1", OrderStatus.NEW))
