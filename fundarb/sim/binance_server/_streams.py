@@ -31,7 +31,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from fundarb.core.model import InstrumentId, Market, OrderUpdate, Wallet
 from fundarb.core.venue_events import FundingReceived, QuoteReceived, StreamDisconnected, VenueEvent
-from fundarb.sim.binance_server import _wire as w
+from fundarb.sim.binance_server import _frames as w
 from fundarb.sim.binance_server._auth import ApiError, verify_ws_api
 from fundarb.sim.binance_server._control import ServerControl
 from fundarb.sim.binance_server._state import VENUE, ServerState

@@ -30,7 +30,7 @@ from fundarb.core.venue_events import (
     PositionReported,
     VenueEvent,
 )
-from fundarb.sim.binance_server import _wire as w
+from fundarb.sim.binance_server import _frames as w
 
 __all__ = ["UserFrames"]
 
