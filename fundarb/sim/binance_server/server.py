@@ -59,6 +59,17 @@ class ServerUrls:
         """The first line ``sim serve`` prints: ``listening http://... ws://...``."""
         return f"listening {self.http} {self.ws}"
 
+    @classmethod
+    def from_banner(cls, line: str) -> ServerUrls:
+        """Parse the line :meth:`banner` printed (what a parent process reads); ValueError if it is not one."""
+        words = line.split()
+        if len(words) != 3 or words[0] != "listening":
+            raise ValueError(f"not a loopback server banner: {line[:200]!r}")
+        http, ws = words[1], words[2]
+        if not http.startswith("http://") or not ws.startswith("ws://"):
+            raise ValueError(f"not a loopback server banner: {line[:200]!r}")
+        return cls(http=http, ws=ws)
+
 
 @attrs.frozen
 class ServerStatistics:
