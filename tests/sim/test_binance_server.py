@@ -23,7 +23,7 @@ import trio
 
 from fundarb.core.model import InstrumentId, Market, OrderRequest, OrderStatus, Side, TimeInForce, Wallet
 from fundarb.core.venue_events import FillReported, OrderReported
-from fundarb.sim.binance_server import BinanceServer, FaultKind, RestFault, ServerControl
+from fundarb.sim.binance_server import BinanceServer, FaultKind, RestFault, ServerControl, ServerUrls
 from fundarb.sim.binance_server._auth import ApiError, error_for, verify_signed
 from fundarb.sim.binance_server._user import UserFrames
 from fundarb.sim.exchange import SimExchange
@@ -327,13 +327,10 @@ async def test_cli_serve_prints_its_urls_and_stops_on_sigterm() -> None:
                 chunk = await proc.stdout.receive_some(1)
                 assert chunk, "server exited before printing its urls"
                 line += chunk
-            words = line.decode().split()
-            assert (
-                words[0] == "listening"
-                and words[1].startswith("http://127.0.0.1:")
-                and words[2].startswith("ws://")
-            )
-            async with httpx.AsyncClient(base_url=words[1]) as http:
+            urls = ServerUrls.from_banner(line.decode())
+            assert urls.http.startswith("http://127.0.0.1:") and urls.ws.startswith("ws://127.0.0.1:")
+            assert urls.base_urls().futures_stream == urls.ws
+            async with httpx.AsyncClient(base_url=urls.http) as http:
                 answer = (await http.get("/fapi/v1/time")).json()
             assert isinstance(answer["serverTime"], int)
             proc.send_signal(signal.SIGTERM)
@@ -402,3 +399,11 @@ async def test_listen_key_lifecycle_and_private_route_checks() -> None:
             assert await handshake_status(c.ws, "/public/stream?streams=btcusdt@bookTicker") == 101
             fresh = (await c.http.post("/fapi/v1/listenKey", headers=headers)).json()["listenKey"]
             assert fresh != key
+
+
+def test_banner_round_trip() -> None:
+    urls = ServerUrls(http="http://127.0.0.1:1234", ws="ws://127.0.0.1:5678")
+    assert ServerUrls.from_banner(urls.banner() + "\n") == urls
+    for bad in ("", "listening http://x", "hello http://a ws://b", "listening ws://a http://b"):
+        with pytest.raises(ValueError):
+            ServerUrls.from_banner(bad)
