@@ -16,8 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
+import trio
 
-from fundarb.core.model import ZERO
+from fundarb.core.model import ZERO, OrderRequest
 from fundarb.core.risk import RiskDecision
 from fundarb.core.risk_modes import ModeChanged
 from fundarb.journal.codec import CODEC
@@ -180,11 +181,22 @@ _OBSERVED = frozenset(
 
 class ObservedVenue:
     """A venue whose request/response calls report ``on_call(venue_name, ok)``. Everything else
-    (the streaming services, test hooks) passes through untouched."""
+    (the streaming services, test hooks) passes through untouched.
 
-    def __init__(self, inner: Any, on_call: Callable[[str, bool], None]) -> None:
+    With a ``gate``, every ``place_order`` first asks ``gate(request)``: a reason refuses the
+    order with :class:`~fundarb.venues.errors.OrderRejected` (code ``"risk"``) before anything
+    is sent, which the executor turns into a non-retryable ``OrderRejected`` event.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        on_call: Callable[[str, bool], None],
+        gate: Callable[[OrderRequest], str | None] | None = None,
+    ) -> None:
         self._inner = inner
         self._on_call = on_call
+        self._gate = gate
 
     @property
     def inner(self) -> Any:
@@ -202,6 +214,13 @@ class ObservedVenue:
             return value
 
         async def observed(*args: Any, **kwargs: Any) -> Any:
+            if attr == "place_order" and self._gate is not None:
+                refused = self._gate(args[0] if args else kwargs["request"])
+                if refused:
+                    await trio.lowlevel.checkpoint()
+                    raise OrderRejected(
+                        f"risk gate: {refused}", reason=f"risk gate: {refused}", venue=self.name, code="risk"
+                    )
             try:
                 result = await value(*args, **kwargs)
             except (OrderRejected, OrderNotFound):

@@ -32,17 +32,35 @@ from prometheus_client import Gauge
 from fundarb.config import Config, Mode
 from fundarb.core import events as ev
 from fundarb.core.commands import OrderPurpose
-from fundarb.core.model import ZERO, Balance, Instrument, InstrumentId, Market, Side, VenuePosition, Wallet
+from fundarb.core.model import (
+    ZERO,
+    Balance,
+    Instrument,
+    InstrumentId,
+    Market,
+    OrderRequest,
+    Side,
+    VenuePosition,
+    Wallet,
+)
 from fundarb.core.position import PositionState
 from fundarb.core.position_model import Leg
-from fundarb.core.risk import DailyPnl, OrderIntent, RiskBook, RiskDecision, RiskLimits, exposures_of
+from fundarb.core.risk import (
+    DailyPnl,
+    OrderIntent,
+    RiskBook,
+    RiskDecision,
+    RiskLimits,
+    RiskReason,
+    exposures_of,
+)
 from fundarb.core.risk_book import Exposure
 from fundarb.core.risk_manager import RiskManager, RiskManagerConfig
 from fundarb.core.risk_modes import ModeChanged, ModeScope, TradingMode
 from fundarb.core.risk_monitors import MarginAction, MarginActionKind, delta_breaches
 from fundarb.core.venue_events import FillReported, VenueEvent
 from fundarb.engine.clock import EngineClock
-from fundarb.engine.manager import PositionManager
+from fundarb.engine.manager import PositionManager, owner_of
 from fundarb.engine.market import MarketState
 from fundarb.engine.position_runner import PositionRunner
 from fundarb.engine.records import AlertRaised
@@ -190,13 +208,7 @@ class RiskService:
     def exposures(self) -> list[Exposure]:
         """Every open position's legs, at the latest marks."""
         marks = self._marks()
-        out: list[Exposure] = []
-        for runner in self.manager.active():
-            try:
-                out.extend(exposures_of(runner.position, marks))
-            except ValueError as e:  # no price yet for a leg: it cannot be valued
-                log.warning("position %s: %s", runner.id, e)
-        return out
+        return [e for runner in self.manager.active() for e in self._exposures_of(runner, marks)]
 
     def book(self) -> RiskBook:
         """What the gate judges against now."""
@@ -227,6 +239,75 @@ class RiskService:
         decision = self.risk.check(intent, self.book(), self.clock.now_ms())
         self._decided(decision, "new", perp.id, OrderPurpose.ENTRY.value)
         return None if decision.allowed else f"{decision.reason.value}: {decision.detail}"
+
+    def check_order(self, request: OrderRequest) -> str | None:
+        """The pre-trade gate on one of our orders about to be sent (``ObservedVenue``'s gate):
+        None to send it, else the reason. Every decision is journaled and counted.
+
+        Only orders that *open* exposure (purpose ENTRY) are refused. A denied hedge, rebalance,
+        exit or unwind is still sent and logged as critical: refusing it could leave a leg naked,
+        which is worse than any cap (the core gate allows confirmed risk-reducing orders anyway).
+        """
+        cid = request.client_order_id
+        pid = owner_of(cid)
+        runner = None if pid is None else self.manager.runners.get(pid)
+        order = None if runner is None else runner.position.order(cid)
+        if runner is None or order is None:
+            return None  # not one of our positions' orders (manual, reconciliation): not ours to judge
+        position = runner.position
+        plan = position.plan
+        spec, other = plan.leg(order.leg), plan.leg(Leg.B if order.leg is Leg.A else Leg.A)
+        marks = self._marks()
+        price = request.price or marks.get(request.instrument) or position.reference_price
+        if price is None or price <= 0:
+            decision = RiskDecision(
+                False,
+                RiskReason.MISSING_DATA,
+                f"{cid}: no price to judge the order",
+                self.risk.effective(request.instrument),
+            )
+        else:
+            now = self.clock.now_ms()
+            exposures = [
+                e for r in self.manager.active() if r is not runner for e in self._exposures_of(r, marks)
+            ]
+            try:
+                exposures += exposures_of(position, marks, exclude_cid=cid)
+            except ValueError as e:  # a leg cannot be valued: judged without it (logged)
+                log.warning("position %s: %s", position.id, e)
+            pnl = self._pnl if self._pnl is not None else DailyPnl.start(now)
+            book = RiskBook(tuple(exposures), self.settings.equity, pnl, self.settings.tail_moves)
+            intent = OrderIntent(
+                position.id,
+                request.instrument,
+                spec.instrument.base,
+                request.side,
+                request.quantity,
+                price,
+                order.purpose,
+                leverage=self.settings.entry_leverage if spec.instrument.is_perpetual else None,
+                hedge_instrument=other.instrument.id,
+            )
+            decision = self.risk.check(intent, book, now)
+        self._decided(decision, position.id, request.instrument, order.purpose.value)
+        if decision.allowed:
+            return None
+        if order.purpose is not OrderPurpose.ENTRY:
+            log.critical(
+                "gate would refuse %s %s (%s): sent anyway, it reduces risk",
+                order.purpose.value,
+                cid,
+                decision.detail,
+            )
+            return None
+        return f"{decision.reason.value}: {decision.detail}"
+
+    def _exposures_of(self, runner: PositionRunner, marks: Mapping[InstrumentId, Decimal]) -> list[Exposure]:
+        try:
+            return list(exposures_of(runner.position, marks))
+        except ValueError as e:
+            log.warning("position %s: %s", runner.id, e)
+            return []
 
     def on_venue_call(self, venue: str, ok: bool) -> None:
         """One venue call's outcome (the API error-rate breaker)."""

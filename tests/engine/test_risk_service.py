@@ -17,6 +17,7 @@ import trio.testing
 from fundarb.config import load_config
 from fundarb.core.model import InstrumentId, Market, Wallet
 from fundarb.core.position import PositionState
+from fundarb.core.position_model import Leg
 from fundarb.core.risk_modes import ModeScope, TradingMode
 from fundarb.engine.app import Engine, run_engine
 from fundarb.engine.clock import EngineClock
@@ -24,7 +25,7 @@ from fundarb.engine.risk_records import GateDecided, MarginActed, ModeSwitched, 
 from fundarb.engine.trader import Candidate
 from fundarb.metrics import create_metrics
 from fundarb.sim.venue import SIM_EPOCH_MS, SimVenue
-from fundarb.venues.errors import OrderRejected, VenueUnavailable
+from fundarb.venues.errors import OrderNotFound, OrderRejected, VenueUnavailable
 from fundarb.venues.protocol import EventSender
 from tests.engine.harness import wait_state
 
@@ -246,6 +247,35 @@ async def open_carry(engine: Engine, c: Candidate, pid: str, qty: str = "0.1") -
     quote = engine.market.quote(c.perp.id)
     assert quote is not None
     return await engine.manager.open_position(plan, ev.EntrySignalled(quote.bid, quote.bid))
+
+
+async def test_every_order_passes_the_gate_an_oversized_entry_is_refused(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(300):
+        async with running(tmp_path, sim()) as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
+            c = candidate(engine)
+            ok = await open_carry(engine, c, "g1", qty="0.1")  # 3 000 notional: under every cap
+            await wait_state(ok, PositionState.HEDGED)
+            big = await open_carry(engine, c, "g2", qty="1")  # 30 000 > the 20 000 position cap
+            await wait_state(big, PositionState.CLOSED)
+            assert big.position.held(Leg.A) == 0 and big.position.held(Leg.B) == 0
+            decided = [d for d in await records(engine, GateDecided) if d.position_id in ("g1", "g2")]
+            assert [(d.position_id, d.purpose, d.reason) for d in decided] == [
+                ("g1", "entry", "allowed"),
+                ("g1", "hedge", "reduces_risk"),
+                ("g2", "entry", "position_notional"),
+            ]
+            assert (
+                sample(
+                    engine, "fundarb_risk_gate_decisions_total", decision="deny", reason="position_notional"
+                )
+                == 1
+            )
+            (refused,) = big.position.orders
+            with pytest.raises(OrderNotFound):  # it never reached the venue
+                await engine.venues["sim"].query_order(PERP, refused.cid)
 
 
 # --- the breaker's feed --------------------------------------------------------------------------

@@ -98,7 +98,8 @@ async def run_crash(
     venue = crash_venue(balances)
     out: dict[str, Any] = {"managed": managed, "perp": perp_side.value, "spare": spare}
     with trio.fail_after(600):
-        async with running(tmp_path, venue) as engine:
+        # 1 BTC at 30 000 is above the default 20 000 position cap: the gate would refuse it
+        async with running(tmp_path, venue, MAX_POSITION_NOTIONAL="40000") as engine:
             engine.risk.settings = attrs.evolve(
                 engine.risk.settings, margin_interval=1.0 if managed else None
             )
