@@ -100,7 +100,7 @@ def _num(where: str, v: Any, *, positive: bool = False, integer: bool = False) -
 
 
 def _dec(where: str, v: Any) -> Decimal:
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
+    if isinstance(v, bool) or not isinstance(v, int | float | str | Decimal):
         raise ScenarioError(f"{where}: expected a decimal number, got {v!r}")
     try:
         d = Decimal(str(v))

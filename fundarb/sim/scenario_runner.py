@@ -277,7 +277,7 @@ async def run_scenario_async(scenario: Scenario, seed: int, data_dir: Path) -> O
             try:
                 await root.start(engine.run)
             except Exception as e:  # the engine died starting (a start-up call failed): a finding
-                startup_error = f"{type(e).__name__}: {e}"
+                startup_error = _describe(e)
                 log.error("engine start-up failed: %s", startup_error)
             else:
                 await trio.sleep(scenario.horizon_ms / 1000 / scenario.speed)
@@ -478,6 +478,13 @@ async def _observed(inner: SimVenue, runners: Mapping[str, Any]) -> dict[str, in
             out["exit_funding_flipped"] += 1
     out["negative_funding"] = sum(1 for f in await inner.funding_income_since(0) if f.amount < 0)
     return {k: v for k, v in out.items() if v}
+
+
+def _describe(e: BaseException) -> str:
+    """The leaf exceptions of ``e`` (exception groups flattened), as ``Type: message``."""
+    if isinstance(e, BaseExceptionGroup):
+        return "; ".join(_describe(x) for x in e.exceptions)
+    return f"{type(e).__name__}: {e}"
 
 
 def _q(d: Decimal) -> str:
