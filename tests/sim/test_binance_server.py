@@ -25,6 +25,7 @@ from fundarb.core.model import InstrumentId, Market, OrderRequest, OrderStatus, 
 from fundarb.core.venue_events import FillReported, OrderReported
 from fundarb.sim.binance_server import BinanceServer, FaultKind, RestFault, ServerControl, ServerUrls
 from fundarb.sim.binance_server._auth import ApiError, error_for, verify_signed
+from fundarb.sim.binance_server._usage import Usage
 from fundarb.sim.binance_server._user import UserFrames
 from fundarb.sim.exchange import SimExchange
 from fundarb.sim.instruments import default_instruments
@@ -407,3 +408,27 @@ def test_banner_round_trip() -> None:
     for bad in ("", "listening http://x", "hello http://a ws://b", "listening ws://a http://b"):
         with pytest.raises(ValueError):
             ServerUrls.from_banner(bad)
+
+
+async def test_usage_headers_count_weight_and_orders() -> None:
+    with trio.fail_after(30):
+        async with served() as c:
+            first = await c.public("GET", "/api/v3/exchangeInfo")
+            assert first.headers["x-mbx-used-weight-1m"] == "20"
+            second = await c.public("GET", "/api/v3/time")
+            assert second.headers["x-mbx-used-weight-1m"] == "21"
+            order = await c.signed(
+                "POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                quantity="0.010", price="29000",
+            )  # fmt: skip
+            assert order.status_code == 200
+            assert (order.headers["x-mbx-order-count-10s"], order.headers["x-mbx-order-count-1m"]) == (
+                "1",
+                "1",
+            )
+            assert order.headers["x-mbx-used-weight-1m"] == "0"  # USDⓈ-M new orders weigh 0
+            c.server.state.usage["fapi"] = Usage(1)
+            await c.public("GET", "/fapi/v1/time")
+            over = await c.public("GET", "/fapi/v1/time")
+            assert (over.status_code, code_of(over)) == (429, -1003)
+            assert 1 <= int(over.headers["retry-after"]) <= 60

@@ -4,7 +4,8 @@ uses, in Binance's formats, from the venue in :class:`~._state.ServerState`.
 Every route is one row of :data:`ROUTES` (method, path) -> (security, market, handler). SIGNED
 routes are verified like Binance (see :mod:`._auth`); errors are Binance error bodies with
 Binance's HTTP statuses. Injected faults (:mod:`._control`) are applied before (429, 5xx not
-executed) or after (5xx executed, lost acknowledgement) the handler runs.
+executed) or after (5xx executed, lost acknowledgement) the handler runs. ``/api`` and ``/fapi``
+requests are metered like Binance (:mod:`._usage`): usage headers on every answer, 429 past a limit.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fundarb.sim.binance_server._auth import (
     verify_key,
     verify_signed,
 )
-from fundarb.sim.binance_server._control import FaultKind
+from fundarb.sim.binance_server._control import FaultKind, RestFault
 from fundarb.sim.binance_server._state import ServerState
 from fundarb.venues.errors import VenueError
 
@@ -62,6 +63,14 @@ class Route:
     market: Market
     handler: Handler
     cancel: bool = False
+    weight: int = 1
+    orders: int = 0
+    #: the weight when no ``symbol`` is given (``None``: same as ``weight``)
+    weight_all: int | None = None
+
+    def weight_for(self, params: dict[str, str]) -> int:
+        """The request weight of a call with ``params``."""
+        return self.weight if self.weight_all is None or params.get("symbol") else self.weight_all
 
 
 def _decimal(params: dict[str, str], name: str) -> Decimal:
@@ -349,32 +358,32 @@ _S, _P = Market.SPOT, Market.PERPETUAL
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v3/time"): Route(Sec.NONE, _S, _time),
     ("GET", "/fapi/v1/time"): Route(Sec.NONE, _P, _time),
-    ("GET", "/api/v3/exchangeInfo"): Route(Sec.NONE, _S, _exchange_info(_S)),
+    ("GET", "/api/v3/exchangeInfo"): Route(Sec.NONE, _S, _exchange_info(_S), weight=20),
     ("GET", "/fapi/v1/exchangeInfo"): Route(Sec.NONE, _P, _exchange_info(_P)),
     ("GET", "/fapi/v1/fundingInfo"): Route(Sec.NONE, _P, _funding_info),
-    ("GET", "/fapi/v1/premiumIndex"): Route(Sec.NONE, _P, _premium_index),
-    ("GET", "/api/v3/ticker/bookTicker"): Route(Sec.NONE, _S, _book_ticker(_S)),
-    ("GET", "/fapi/v1/ticker/bookTicker"): Route(Sec.NONE, _P, _book_ticker(_P)),
-    ("POST", "/api/v3/order"): Route(Sec.SIGNED, _S, _new_order("api")),
-    ("POST", "/sapi/v1/margin/order"): Route(Sec.SIGNED, _S, _new_order("sapi")),
-    ("POST", "/fapi/v1/order"): Route(Sec.SIGNED, _P, _new_order("fapi")),
+    ("GET", "/fapi/v1/premiumIndex"): Route(Sec.NONE, _P, _premium_index, weight_all=10),
+    ("GET", "/api/v3/ticker/bookTicker"): Route(Sec.NONE, _S, _book_ticker(_S), weight=2),
+    ("GET", "/fapi/v1/ticker/bookTicker"): Route(Sec.NONE, _P, _book_ticker(_P), weight=2),
+    ("POST", "/api/v3/order"): Route(Sec.SIGNED, _S, _new_order("api"), orders=1),
+    ("POST", "/sapi/v1/margin/order"): Route(Sec.SIGNED, _S, _new_order("sapi"), orders=1),
+    ("POST", "/fapi/v1/order"): Route(Sec.SIGNED, _P, _new_order("fapi"), weight=0, orders=1),
     ("DELETE", "/api/v3/order"): Route(Sec.SIGNED, _S, _cancel_order(_S), cancel=True),
     ("DELETE", "/sapi/v1/margin/order"): Route(Sec.SIGNED, _S, _cancel_order(_S), cancel=True),
     ("DELETE", "/fapi/v1/order"): Route(Sec.SIGNED, _P, _cancel_order(_P), cancel=True),
-    ("GET", "/api/v3/order"): Route(Sec.SIGNED, _S, _query_order(_S)),
+    ("GET", "/api/v3/order"): Route(Sec.SIGNED, _S, _query_order(_S), weight=4),
     ("GET", "/sapi/v1/margin/order"): Route(Sec.SIGNED, _S, _query_order(_S)),
     ("GET", "/fapi/v1/order"): Route(Sec.SIGNED, _P, _query_order(_P)),
-    ("GET", "/api/v3/openOrders"): Route(Sec.SIGNED, _S, _open_orders("api")),
+    ("GET", "/api/v3/openOrders"): Route(Sec.SIGNED, _S, _open_orders("api"), weight=6, weight_all=80),
     ("GET", "/sapi/v1/margin/openOrders"): Route(Sec.SIGNED, _S, _open_orders("sapi")),
-    ("GET", "/fapi/v1/openOrders"): Route(Sec.SIGNED, _P, _open_orders("fapi")),
-    ("GET", "/api/v3/myTrades"): Route(Sec.SIGNED, _S, _trades(_S)),
+    ("GET", "/fapi/v1/openOrders"): Route(Sec.SIGNED, _P, _open_orders("fapi"), weight_all=40),
+    ("GET", "/api/v3/myTrades"): Route(Sec.SIGNED, _S, _trades(_S), weight=20),
     ("GET", "/sapi/v1/margin/myTrades"): Route(Sec.SIGNED, _S, _trades(_S)),
-    ("GET", "/fapi/v1/userTrades"): Route(Sec.SIGNED, _P, _trades(_P)),
-    ("GET", "/fapi/v3/positionRisk"): Route(Sec.SIGNED, _P, _position_risk),
-    ("GET", "/api/v3/account"): Route(Sec.SIGNED, _S, _spot_account),
-    ("GET", "/fapi/v3/balance"): Route(Sec.SIGNED, _P, _futures_balance),
+    ("GET", "/fapi/v1/userTrades"): Route(Sec.SIGNED, _P, _trades(_P), weight=5),
+    ("GET", "/fapi/v3/positionRisk"): Route(Sec.SIGNED, _P, _position_risk, weight=5),
+    ("GET", "/api/v3/account"): Route(Sec.SIGNED, _S, _spot_account, weight=20),
+    ("GET", "/fapi/v3/balance"): Route(Sec.SIGNED, _P, _futures_balance, weight=5),
     ("GET", "/sapi/v1/margin/account"): Route(Sec.SIGNED, _S, _margin_account),
-    ("GET", "/fapi/v1/income"): Route(Sec.SIGNED, _P, _income),
+    ("GET", "/fapi/v1/income"): Route(Sec.SIGNED, _P, _income, weight=30),
     ("POST", "/sapi/v1/margin/borrow-repay"): Route(Sec.SIGNED, _S, _borrow_repay),
     ("POST", "/sapi/v1/asset/transfer"): Route(Sec.SIGNED, _S, _transfer),
     ("POST", "/fapi/v1/listenKey"): Route(Sec.KEY, _P, _new_listen_key),
@@ -440,6 +449,25 @@ class RestApp:
             return fault.status, {"code": -1001, "msg": "Internal error."}, {}
         query = scope.get("query_string", b"").decode("latin-1")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        counter = s.usage.get(path.split("/")[1])  # "api" | "fapi" (/sapi is not metered)
+        usage: dict[str, str] = {}
+        if counter is not None:
+            usage, over = counter.charge(route.weight_for(parse_params(query, "")), route.orders, s.now_ms())
+            if over is not None:
+                return over.status, over.body(), over.headers
+        status, doc, extra = await self._handle(route, fault, query, body, headers, receive)
+        return status, doc, {**usage, **extra}
+
+    async def _handle(
+        self,
+        route: Route,
+        fault: RestFault | None,
+        query: str,
+        body: bytes,
+        headers: dict[str, str],
+        receive: Receive,
+    ) -> tuple[int, Any, dict[str, str]]:
+        s = self.state
         try:
             text = body.decode("utf-8")
             if route.security is Sec.SIGNED:

@@ -11,6 +11,7 @@ import trio
 from fundarb.core.model import Instrument, InstrumentId, Market, OrderRequest
 from fundarb.sim.binance_server._auth import ApiError
 from fundarb.sim.binance_server._control import ServerControl
+from fundarb.sim.binance_server._usage import Usage, fapi_usage, spot_usage
 from fundarb.venues.protocol import Venue
 
 __all__ = ["ServerState"]
@@ -39,6 +40,8 @@ class ServerState:
     #: set (and replaced) when the listen keys expire; /private sessions watch it
     keys_expired: trio.Event = attrs.field(factory=trio.Event)
     requests_served: int = 0
+    #: request-weight and order-count counters per API family ("api", "fapi"; /sapi is not metered)
+    usage: dict[str, Usage] = attrs.field(factory=lambda: {"api": spot_usage(), "fapi": fapi_usage()})
     #: Binance error code -> how many answers carried it
     errors: dict[int, int] = attrs.field(factory=dict)
     _seq: int = 0

@@ -30,6 +30,7 @@ from fundarb.core.venue_events import (
     VenueEvent,
 )
 from fundarb.sim.binance_server import BinanceServer
+from fundarb.sim.binance_server._usage import Usage
 from fundarb.sim.faults import FaultPlan, FaultyVenue
 from fundarb.venues.binance import Credentials
 from fundarb.venues.binance._ws import ReconnectPolicy
@@ -381,3 +382,21 @@ async def test_expired_listen_key_reconnects_with_a_new_key(clock: trio.testing.
             assert new_key != old_key
             await v.place_order(OrderRequest("lb-key-1", PERP, Side.BUY, D("0.010"), D("29000.0")))
             await next_matching(receive, order_of("lb-key-1", OrderStatus.NEW))
+
+
+async def test_weight_and_order_limits_are_enforced_and_honoured(clock: trio.testing.MockClock) -> None:
+    """Small limits on the server: its 429s (-1003 weight, -1015 orders) carry Retry-After to the
+    window's end; the adapter waits them out and every call goes through."""
+    with trio.fail_after(300):
+        async with loopback(call_timeout=90.0) as lp:
+            v, server = lp.venue, lp.server
+            server.state.usage["fapi"] = Usage(12, {"10s": 2})
+            started = trio.current_time()
+            for _ in range(20):
+                assert (await v.funding(PERP)).mark > 0
+            assert server.statistics().errors[-1003] >= 1
+            assert trio.current_time() - started >= 30  # at least one window had to be waited out
+            for n in range(3):
+                await v.place_order(OrderRequest(f"lb-rl-{n}", PERP, Side.BUY, D("0.010"), D("29000.0")))
+            assert server.statistics().errors.get(-1015, 0) >= 1
+            assert len(await v.open_orders(PERP)) == 3
