@@ -46,8 +46,11 @@ def main(args: argparse.Namespace) -> int:
     )
     for c in outcome.checks:
         print(f"  {'OK      ' if c.ok else 'VIOLATED'} {c.name:<14} {c.detail}")
-    print(f"  positions ({len(outcome.positions)}):")
-    for p in outcome.positions:
+    traded = [p for p in outcome.positions if p.state != "closed" or p.worst_naked_notional > 0]
+    print(
+        f"  positions ({len(outcome.positions)}, {len(outcome.positions) - len(traded)} closed without a fill):"
+    )
+    for p in traded:
         print(
             f"    {p.id:<14} {p.state:<10} naked max {p.worst_naked_notional:.2f} "
             f"{p.naked_notional_seconds:.1f} notional*s funding {p.funding} alerts {p.alerts} {p.reason}"
