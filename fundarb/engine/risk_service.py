@@ -140,6 +140,7 @@ class RiskService:
     rehedges: list[RehedgeChecked] = attrs.Factory(list)
     first_action_ms: int | None = None
     _pnl: DailyPnl | None = None
+    _values: dict[str, Decimal] = attrs.Factory(dict)
     _last_kind: dict[InstrumentId, MarginActionKind] = attrs.Factory(dict)
     _breached: set[str] = attrs.Factory(set)
     _nursery: trio.Nursery | None = None
@@ -451,7 +452,7 @@ class RiskService:
         except (VenueError, trio.TooSlowError) as e:  # counted by the breaker's feed
             log.warning("margin check on %s failed: %s", venue.name, type(e).__name__)
             return []
-        self._mark_pnl(balances, positions)
+        self.mark_book(venue.name, balances, positions)
         s = self.settings
         free = sum(
             (b.free for b in balances if b.wallet is s.top_up_from and b.asset == s.collateral_asset), ZERO
@@ -466,20 +467,30 @@ class RiskService:
             free -= await self._act(venue, pos, action)
         return actions
 
-    def _mark_pnl(self, balances: list[Balance], positions: list[VenuePosition]) -> None:
-        """Today's PnL as the change of this book's value (cash, coins at the mark, perp PnL)."""
-        marks = {iid.symbol: px for iid, px in self._marks().items() if iid.market is Market.SPOT}
+    def mark_book(self, venue: str, balances: list[Balance], positions: list[VenuePosition]) -> None:
+        """Today's PnL as the change of the book's value since UTC midnight: per venue cash,
+        coins at the spot mid, minus debt, plus perp PnL, summed over venues. A venue with a
+        coin that has no price yet is not marked (its last value stands)."""
+        ca = self.settings.collateral_asset
+        marks = {
+            iid.symbol: px
+            for iid, px in self._marks().items()
+            if iid.market is Market.SPOT and iid.venue == venue
+        }
         value = ZERO
         for b in balances:
             amount = b.total - b.borrowed
-            if b.asset == self.settings.collateral_asset:
+            if b.asset == ca:
                 value += amount
-            else:
-                px = next((p for sym, p in marks.items() if sym.startswith(b.asset)), None)
-                value += amount * px if px is not None else ZERO
-        value += sum((p.unrealized_pnl for p in positions), ZERO)
+            elif amount:
+                px = marks.get(f"{b.asset}{ca}")
+                if px is None:
+                    return
+                value += amount * px
+        self._values[venue] = value + sum((p.unrealized_pnl for p in positions), ZERO)
+        total = sum(self._values.values(), ZERO)
         now = self.clock.now_ms()
-        self._pnl = DailyPnl.start(now, value) if self._pnl is None else self._pnl.mark(value, now)
+        self._pnl = DailyPnl.start(now, total) if self._pnl is None else self._pnl.mark(total, now)
         self._modes_changed(self.risk.on_pnl(self._pnl, now))
 
     def _holders(self, instrument: InstrumentId) -> list[PositionRunner]:
@@ -555,15 +566,22 @@ class RiskService:
     async def _clock_loop(self, interval: float) -> None:
         while True:
             for venue in list(self.venues.values()):
-                sent = self.clock.now_ms()
-                try:
-                    with trio.fail_after(self.settings.call_timeout):
-                        server = await venue.server_time_ms()
-                except (VenueError, trio.TooSlowError):
-                    continue
-                received = self.clock.now_ms()
-                self._modes_changed(self.risk.on_clock(venue.name, sent, server, received, received))
+                await self.check_clock(venue)
             await trio.sleep(interval)
+
+    async def check_clock(self, venue: Venue) -> list[ModeChanged]:
+        """Ask ``venue`` its time once: REDUCING for the venue while its clock is off by more
+        than the limit (half the round trip is allowed for)."""
+        sent = self.clock.now_ms()
+        try:
+            with trio.fail_after(self.settings.call_timeout):
+                server = await venue.server_time_ms()
+        except (VenueError, trio.TooSlowError):
+            return []
+        received = self.clock.now_ms()
+        records = self.risk.on_clock(venue.name, sent, server, received, received)
+        self._modes_changed(records)
+        return records
 
     async def _watch_rehedge(self, runner: PositionRunner, fill_key: str) -> None:
         """Measure how long the position takes to be hedged again after a venue fill (the fill

@@ -9,13 +9,14 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
 import trio.testing
 
 from fundarb.config import load_config
-from fundarb.core.model import InstrumentId, Market, Wallet
+from fundarb.core.model import Balance, InstrumentId, Market, Wallet
 from fundarb.core.position import PositionState
 from fundarb.core.position_model import Leg
 from fundarb.core.risk_modes import ModeScope, TradingMode
@@ -276,6 +277,58 @@ async def test_every_order_passes_the_gate_an_oversized_entry_is_refused(
             (refused,) = big.position.orders
             with pytest.raises(OrderNotFound):  # it never reached the venue
                 await engine.venues["sim"].query_order(PERP, refused.cid)
+
+
+async def test_operator_mode_daily_loss_and_clock_skew_block_entries(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(300):
+        async with running(tmp_path, sim()) as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
+            risk, c = engine.risk, candidate(engine)
+            # the operator halts one venue, then lifts it
+            risk.operator_set(ModeScope.venue("sim"), TradingMode.HALTED, "venue maintenance")
+            assert (engine._entries_allowed(c) or "").startswith("mode_halted")
+            risk.operator_set(ModeScope.venue("sim"), TradingMode.ACTIVE, "maintenance over")
+            assert engine._entries_allowed(c) is None
+            # a venue clock 3 s ahead (limit 1 s): REDUCING for the venue until it is back
+            skewed = SkewedVenue(engine.venues["sim"], engine.clock, 3000)
+            (change,) = await risk.check_clock(skewed)
+            assert change.scope == ModeScope.venue("sim") and change.mode is TradingMode.REDUCING
+            assert (engine._entries_allowed(c) or "").startswith("mode_reducing")
+            skewed.skew_ms = 0
+            (change,) = await risk.check_clock(skewed)
+            assert change.mode is TradingMode.ACTIVE
+            # today's book value falls 3 000 (limit 2 000): global REDUCING
+            risk.settings = attrs.evolve(risk.settings, margin_interval=None)
+            cash = [Balance("sim", Wallet.SPOT, "USDT", D(200_000))]
+            risk.mark_book("sim", cash, [])
+            risk.mark_book("sim", [attrs.evolve(cash[0], free=D(197_000))], [])
+            assert risk.risk.modes.mode_of(ModeScope.GLOBAL) is TradingMode.REDUCING
+            assert (engine._entries_allowed(c) or "").startswith("mode_reducing")
+            switched = await records(engine, ModeSwitched)
+            assert [(m.scope, m.source, m.mode) for m in switched] == [
+                ("venue:sim", "operator", "halted"),
+                ("venue:sim", "operator", "active"),
+                ("venue:sim", "rule:clock-skew", "reducing"),
+                ("venue:sim", "rule:clock-skew", "active"),
+                ("global", "rule:daily-loss", "reducing"),
+            ]
+
+
+class SkewedVenue:
+    """A venue whose server clock is ``skew_ms`` ahead of ours."""
+
+    def __init__(self, inner: Any, clock: EngineClock, skew_ms: int) -> None:
+        self._inner, self.clock, self.skew_ms = inner, clock, skew_ms
+
+    @property
+    def name(self) -> str:
+        return str(self._inner.name)
+
+    async def server_time_ms(self) -> int:
+        await trio.lowlevel.checkpoint()
+        return self.clock.now_ms() + self.skew_ms
 
 
 # --- the breaker's feed --------------------------------------------------------------------------
