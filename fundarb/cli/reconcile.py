@@ -77,6 +77,7 @@ def _engine_answers(config: Config) -> bool:
 
 async def amain(config: Config, ack: bool, note: str, as_json: bool, call_timeout: float, out: TextIO) -> int:
     """Reconcile the journal of ``config`` with its venues and print the outcome to ``out``."""
+    import fundarb.engine.app  # noqa: F401  (registers every journal tag the engine writes)
     from fundarb.engine.clock import EngineClock
     from fundarb.engine.reconcile import acknowledge, read_snapshots, reconcile_journal
     from fundarb.engine.reconcile_records import unacknowledged
