@@ -28,7 +28,7 @@ import trio
 
 from fundarb.config import Config
 from fundarb.core import strategy as st
-from fundarb.core.model import InstrumentId, Market
+from fundarb.core.model import InstrumentId, Market, OrderRequest
 from fundarb.core.position import PositionState
 from fundarb.core.venue_events import StreamDisconnected, StreamResynced, VenueEvent
 from fundarb.engine.clock import EngineClock
@@ -94,7 +94,9 @@ class Engine:
         self.market = MarketState(self.clock, int(cfg.risk.stale_after * 1000))
         settings = ExecutorSettings(order_timeout=cfg.execution.order_timeout)
         # every venue call feeds the risk service's API error-rate breaker
-        self.venues = {n: ObservedVenue(v, self._on_venue_call) for n, v in self.venues.items()}
+        self.venues = {
+            n: ObservedVenue(v, self._on_venue_call, self._gate_order) for n, v in self.venues.items()
+        }
         self.manager = PositionManager(
             self.venues, self.journal, self.clock, PrometheusTelemetry(self.metrics), settings
         )
@@ -103,6 +105,9 @@ class Engine:
 
     def _on_venue_call(self, venue: str, ok: bool) -> None:
         self.risk.on_venue_call(venue, ok)
+
+    def _gate_order(self, request: OrderRequest) -> str | None:
+        return self.risk.check_order(request)  # the pre-trade gate on every order sent
 
     def _params(self) -> st.StrategyParams:
         cfg = self.config
