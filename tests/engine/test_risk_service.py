@@ -188,6 +188,7 @@ async def test_stalled_feed_sets_the_instrument_reducing_and_stops_entries(
             stalled_at = trio.current_time()
             await wait_until(lambda: engine.risk.risk.effective(PERP) is TradingMode.REDUCING, timeout=120)
             reacted = trio.current_time() - stalled_at
+            print(f"\nSTALL: entries stopped {reacted - 30:.1f} s after the feed's last frame")
             # 30 s of data, then 5 s stale_after plus at most one 1 s tick
             assert 30 < reacted <= 30 + 5 + 1 + 1
             blocked = engine._entries_allowed(candidate(engine))

@@ -131,7 +131,13 @@ async def run_crash(
             journal = await engine.journal.read()
             acted = [(r.ts_ms, r.payload) for r in journal if isinstance(r.payload, MarginActed)]
             out["actions"] = [
-                (round(sim_s(ts), 1), a.kind, a.outcome, a.top_up, a.reduce_quantity) for ts, a in acted
+                (round(sim_s(ts), 1), a.kind, a.outcome, a.top_up, a.reduce_quantity, a.distance)
+                for ts, a in acted
+            ]
+            out["venue_fills_at_s"] = [
+                (round(sim_s(r.ts_ms), 1), r.payload.kind)
+                for r in journal
+                if isinstance(r.payload, VenueFillSeen)
             ]
             in_crash = [sim_s(ts) for ts, a in acted if sim_s(ts) >= 0 and a.kind != "alert"]
             out["first_action_in_crash_s"] = in_crash[0] if in_crash else None
