@@ -5,8 +5,10 @@
 websocket streams on loopback. Its first stdout line is ``listening http://HOST:PORT ws://HOST:PORT``
 so a parent process can find it; it then runs (keeping its exchange state) until SIGINT/SIGTERM.
 Accepted API credentials are ``FUNDARB_BINANCE_API_KEY`` / ``FUNDARB_BINANCE_API_SECRET`` (the
-engine's own), else ``sim-key`` / ``sim-secret``. ``--scenario`` is a TOML file whose
-``[faults]`` table is a :class:`fundarb.sim.fault_plan.FaultPlan` applied to the venue.
+engine's own), else ``sim-key`` / ``sim-secret``. ``--scenario`` is a scenario file
+(:mod:`fundarb.sim.scenario`): its market (replayed from now), step, speed and faults (a
+:class:`fundarb.sim.faults.FaultyVenue`); ``--seed``/``--speed`` override the scenario's. Sim time
+starts at the wall clock, so clients sign with their own clock as they would against Binance.
 
 ``sim run SCENARIO [...]`` is ``fundarb.sim.scenario_cli`` (its arguments and ``main``) when that
 module exists, else exit 2 "not available yet".
@@ -36,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=0, help="REST port (0 picks a free one)")
     serve.add_argument("--ws-port", type=int, default=0, help="websocket port (0 picks a free one)")
-    serve.add_argument("--seed", type=int, default=0, help="exchange seed (book depth jitter, fault draws)")
-    serve.add_argument("--speed", type=float, default=1.0, help="sim seconds per real second")
+    serve.add_argument("--seed", type=int, default=None, help="seed (book depth jitter, market, fault draws)")
+    serve.add_argument("--speed", type=float, default=None, help="sim seconds per real second (default 1)")
     serve.add_argument("--step-ms", type=int, default=1000, help="market step in sim ms (stream cadence)")
-    serve.add_argument("--scenario", metavar="FILE", help="TOML file with a [faults] table (fault plan)")
+    serve.add_argument("--scenario", metavar="FILE", help="scenario file: its market, speed and faults")
     run = sub.add_parser("run", help="run a fault-injection scenario (fundarb.sim.scenario_cli)")
     runner = _scenario_cli()
     if runner is not None:
@@ -92,7 +94,7 @@ def serve(args: argparse.Namespace) -> int:
     import trio
 
     from fundarb.sim.binance_server import BinanceServer
-    from fundarb.sim.binance_server.server import check_speed, load_fault_plan
+    from fundarb.sim.binance_server.server import check_speed, venue_from_scenario
     from fundarb.sim.venue import SimVenue
 
     if not _is_loopback(args.host):
@@ -102,17 +104,17 @@ def serve(args: argparse.Namespace) -> int:
         if not 0 <= getattr(args, name) <= 65535:
             print(f"fundarb sim serve: --{name.replace('_', '-')} must be in 0..65535", file=sys.stderr)
             return 2
+    now_ms = time.time_ns() // 1_000_000
     try:
-        check_speed(args.speed)
-        sim = SimVenue.for_tests(
-            seed=args.seed,
-            speed=args.speed,
-            step_ms=args.step_ms,
-            venue="binance",
-            start_ms=time.time_ns() // 1_000_000,
-        )
-        venue = load_fault_plan(args.scenario, sim, args.seed) if args.scenario else sim
-    except (ValueError, OSError, RuntimeError) as exc:
+        if args.scenario:
+            venue, sim = venue_from_scenario(args.scenario, seed=args.seed, speed=args.speed, now_ms=now_ms)
+        else:
+            speed = check_speed(1.0 if args.speed is None else args.speed)
+            sim = SimVenue.for_tests(
+                seed=args.seed or 0, speed=speed, step_ms=args.step_ms, venue="binance", start_ms=now_ms
+            )
+            venue = sim
+    except (ValueError, OSError) as exc:
         print(f"fundarb sim serve: {exc}", file=sys.stderr)
         return 2
     key = os.environ.get("FUNDARB_BINANCE_API_KEY") or DEFAULT_KEY

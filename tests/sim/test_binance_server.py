@@ -7,6 +7,7 @@ against this server are in tests/venues/binance/test_loopback.py.
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from fundarb.sim.binance_server import BinanceServer, FaultKind, RestFault, Serv
 from fundarb.sim.binance_server._auth import ApiError, error_for, verify_signed
 from fundarb.sim.binance_server._usage import Usage
 from fundarb.sim.binance_server._user import UserFrames
+from fundarb.sim.binance_server.server import ShiftedDriver, venue_from_scenario
 from fundarb.sim.exchange import SimExchange
 from fundarb.sim.instruments import default_instruments
 from fundarb.venues.binance import sign
@@ -45,6 +47,7 @@ from fundarb.venues.errors import (
 )
 
 KEY, SECRET = "srv-key", "srv-secret"
+SCENARIO = pathlib.Path(__file__).parents[2] / "sim" / "scenarios" / "lost_ack.toml"
 START_MS = 1_700_000_000_000
 PERP = InstrumentId("binance", Market.PERPETUAL, "BTCUSDT")
 
@@ -350,9 +353,10 @@ def test_cli_serve_refuses_bad_arguments(tmp_path: Any, capsys: pytest.CaptureFi
     assert main(["sim", "serve", "--host", "0.0.0.0"]) == 2
     assert "loopback" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
-    bad.write_text("[faults]\nno_such_fault = 1\n")
+    bad.write_text(SCENARIO.read_text().replace("lost_ack_rate = 0.25", "no_such_fault = 1"))
     assert main(["sim", "serve", "--scenario", str(bad)]) == 2
     assert "no_such_fault" in capsys.readouterr().err
+    assert main(["sim", "serve", "--scenario", str(tmp_path / "missing.toml")]) == 2
     assert main(["sim", "serve", "--speed", "0"]) == 2
     assert main(["sim", "serve", "--port", "70000"]) == 2
     assert main(["sim"]) == 2
@@ -432,3 +436,22 @@ async def test_usage_headers_count_weight_and_orders() -> None:
             over = await c.public("GET", "/fapi/v1/time")
             assert (over.status_code, code_of(over)) == (429, -1003)
             assert 1 <= int(over.headers["retry-after"]) <= 60
+
+
+def test_scenario_venue_replays_the_market_from_now_with_its_faults() -> None:
+    from fundarb.sim.faults import FaultyVenue
+    from fundarb.sim.scenario import load_scenario
+
+    now = 1_750_000_000_000
+    venue, sim = venue_from_scenario(str(SCENARIO), seed=None, speed=None, now_ms=now)
+    scenario = load_scenario(SCENARIO)
+    assert isinstance(venue, FaultyVenue) and venue.plan.lost_ack_rate == 0.25
+    assert (sim.start_ms, sim.speed, sim.exchange.venue) == (now, scenario.speed, "binance")
+    original = scenario.driver(scenario.seed)
+    shifted = ShiftedDriver(original, now - scenario.start_ms)
+    for minutes in (0, 30, 45):
+        t = minutes * 60_000
+        a, b = original.tick_at(scenario.start_ms + t), shifted.tick_at(now + t)
+        assert (b.ts_ms, b.spot, b.perp, b.funding) == (now + t, a.spot, a.perp, a.funding)
+    assert shifted.start_ms == now and shifted.symbols == original.symbols
+    assert sim.driver.tick_at(now).spot["BTCUSDT"] == D(30000)

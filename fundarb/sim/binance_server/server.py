@@ -33,12 +33,12 @@ from fundarb.sim.binance_server._control import ServerControl
 from fundarb.sim.binance_server._rest import RestApp
 from fundarb.sim.binance_server._state import VENUE, ServerState
 from fundarb.sim.binance_server._streams import run_ws_server
-from fundarb.sim.drivers import MarketDriver
+from fundarb.sim.drivers import MarketDriver, MarketTick
 from fundarb.sim.venue import SimVenue
 from fundarb.venues.binance._endpoints import BaseUrls
 from fundarb.venues.protocol import Venue
 
-__all__ = ["BinanceServer", "ServerStatistics", "ServerUrls"]
+__all__ = ["BinanceServer", "ServerStatistics", "ServerUrls", "ShiftedDriver", "venue_from_scenario"]
 
 
 @attrs.frozen
@@ -187,28 +187,54 @@ class BinanceServer:
         )
 
 
-def load_fault_plan(path: str, venue: SimVenue, seed: int) -> Venue:
-    """Wrap ``venue`` in the fault layer described by the ``[faults]`` table of the TOML file ``path``.
+@attrs.frozen
+class ShiftedDriver:
+    """``inner`` moved ``offset_ms`` later in time (a historical scenario replayed from now, so the
+    server's clock stays near the wall clock that clients sign with)."""
 
-    Raises ValueError when the file is not a valid scenario (unknown keys are the fault plan's
-    own errors) and RuntimeError when the fault layer is not available.
-    """
-    import tomllib
+    inner: MarketDriver
+    offset_ms: int
 
-    try:
-        from fundarb.sim.faults import FaultPlan, FaultyVenue
-    except ImportError as exc:  # pragma: no cover - the fault layer ships with fundarb.sim
-        raise RuntimeError(f"the fault layer is not available: {exc}") from exc
-    with open(path, "rb") as f:
-        try:
-            doc = tomllib.load(f)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not TOML: {exc}") from None
-    faults = doc.get("faults", {})
-    if not isinstance(faults, dict):
-        raise ValueError(f"{path}: [faults] must be a table")
-    plan = FaultPlan.from_dict(faults)
-    return FaultyVenue(venue, plan, random.Random(seed))
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The inner driver's symbols."""
+        return self.inner.symbols
+
+    @property
+    def start_ms(self) -> int:
+        """The inner start, shifted."""
+        return self.inner.start_ms + self.offset_ms
+
+    @property
+    def end_ms(self) -> int | None:
+        """The inner end, shifted (None: unbounded)."""
+        end = self.inner.end_ms
+        return None if end is None else end + self.offset_ms
+
+    def tick_at(self, ts_ms: int) -> MarketTick:
+        """The inner market ``offset_ms`` earlier, stamped ``ts_ms``."""
+        return attrs.evolve(self.inner.tick_at(ts_ms - self.offset_ms), ts_ms=ts_ms)
+
+
+def venue_from_scenario(
+    path: str, *, seed: int | None, speed: float | None, now_ms: int
+) -> tuple[Venue, SimVenue]:
+    """The venue a scenario file describes, for a server: its market (shifted to start at
+    ``now_ms``), step, speed (``speed`` overrides) and faults (a FaultyVenue when it has any).
+    Returns (venue to serve, the SimVenue inside). Raises ValueError for an unusable file."""
+    from fundarb.sim.faults import FaultPlan, FaultyVenue
+    from fundarb.sim.scenario import load_scenario
+
+    scenario = load_scenario(path)  # ScenarioError is a ValueError
+    run_seed = scenario.seed if seed is None else seed
+    driver = ShiftedDriver(scenario.driver(run_seed), now_ms - scenario.start_ms)
+    sim = SimVenue.for_tests(
+        seed=run_seed, speed=check_speed(scenario.speed if speed is None else speed),
+        step_ms=scenario.step_ms, driver=driver, venue=VENUE, start_ms=now_ms,
+    )  # fmt: skip
+    if scenario.faults == FaultPlan():
+        return sim, sim
+    return FaultyVenue(sim, scenario.faults, random.Random(run_seed)), sim
 
 
 def check_speed(speed: float) -> float:
