@@ -6,9 +6,11 @@ websocket streams on loopback. Its first stdout line is ``listening http://HOST:
 so a parent process can find it; it then runs (keeping its exchange state) until SIGINT/SIGTERM.
 Accepted API credentials are ``FUNDARB_BINANCE_API_KEY`` / ``FUNDARB_BINANCE_API_SECRET`` (the
 engine's own), else ``sim-key`` / ``sim-secret``. ``--scenario`` is a scenario file
-(:mod:`fundarb.sim.scenario`): its market (replayed from now), step, speed and faults (a
-:class:`fundarb.sim.faults.FaultyVenue`); ``--seed``/``--speed`` override the scenario's. Sim time
-starts at the wall clock, so clients sign with their own clock as they would against Binance.
+(:mod:`fundarb.sim.scenario`): its market (replayed from now), step and faults (a
+:class:`fundarb.sim.faults.FaultyVenue`); ``--seed`` overrides the scenario's. Sim time starts at
+the wall clock and runs at ``--speed`` (default 1, whatever the scenario says): clients sign with
+their wall clock, and at speed X > 1 the server's clock pulls away from it (the adapter then
+re-syncs on every -1021).
 
 ``sim run SCENARIO [...]`` is ``fundarb.sim.scenario_cli`` (its arguments and ``main``) when that
 module exists, else exit 2 "not available yet".
@@ -107,7 +109,9 @@ def serve(args: argparse.Namespace) -> int:
     now_ms = time.time_ns() // 1_000_000
     try:
         if args.scenario:
-            venue, sim = venue_from_scenario(args.scenario, seed=args.seed, speed=args.speed, now_ms=now_ms)
+            # speed 1 unless asked: clients sign with the wall clock, which a faster sim clock leaves behind
+            speed = 1.0 if args.speed is None else args.speed
+            venue, sim = venue_from_scenario(args.scenario, seed=args.seed, speed=speed, now_ms=now_ms)
         else:
             speed = check_speed(1.0 if args.speed is None else args.speed)
             sim = SimVenue.for_tests(
