@@ -97,14 +97,17 @@ KNOWN_FAILING: dict[str, tuple[Callable[[], Scenario], int, str]] = {
     "unwind_gives_up_naked": (
         lambda: _variant("hedge_leg_rejected", {"reject_rates": {"precision": 0.7}}, ("reject_precision",)),
         1,
-        "naked: hedge rejected, then the unwind of leg A rejected 3 times -> 'gave up'; the perp "
+        "naked: hedge rejected, then the unwind of leg A rejected until it 'gave up'; the perp "
         "leg stays naked until the kill switch (1.6M notional*s vs limit 250k)",
     ),
     "slow_transfer_ends_failed_and_naked": (
         lambda: load_scenario(LIBRARY / "transfer_delay.toml"),
         1,
         "naked/flat: the 30 s slow margin top-up exceeds the risk service's call deadline "
-        "(TooSlowError), the exit's orders are rejected 3 times, the position ends FAILED with "
+        "(TooSlowError), so margin is never topped up; then every reduce-only buy-back of the "
+        "short perp is rejected by the simulated exchange ('needs margin 38.25, available "
+        "-11097.70': fundarb/sim/ledger.py _check_funds charges the taker fee against negative "
+        "available margin even for reduce_only), the position gives up and ends FAILED with "
         "2.998 BTC short perp naked (~103k notional); every seed 1-10",
     ),
     "cancel_fill_race_unreachable": (
