@@ -57,6 +57,17 @@ __all__ = ["CrashReport", "engine_main", "main", "run_crash_test"]
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULTS = """\
+name = "crash_test"
+description = "flat market, seeded rejections and latency: positions open, hedge, unwind and churn"
+horizon_minutes = 1440
+speed = 1.0
+step_seconds = 1
+
+[market]
+kind = "flat"
+prices = { BTCUSDT = 30000, ETHUSDT = 2000 }
+funding_rate = 0.0001
+
 [faults]
 latency_ms_by_call = { place_order = { p50 = 20, p99 = 250 } }
 reject_rates = { insufficient_margin = 0.15 }
@@ -182,38 +193,51 @@ class CrashReport:
 def _start_server(workdir: Path, seed: int) -> tuple[subprocess.Popen[str], str, str]:
     faults = workdir / "faults.toml"
     faults.write_text(FAULTS)
-    log = (workdir / "server.log").open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDARB_")}
     env.update(FUNDARB_BINANCE_API_KEY=KEY, FUNDARB_BINANCE_API_SECRET=SECRET, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
+    with (workdir / "server.log").open("w") as log:
+        proc = _popen_server(faults, seed, log, env)
+    return _banner(proc, workdir)
+
+
+def _popen_server(faults: Path, seed: int, log: Any, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "fundarb", "sim", "serve", "--venue", "binance", "--port", "0",
-         "--seed", str(seed), "--scenario", str(faults)],
+         "--seed", str(seed), "--speed", "1", "--step-ms", "1000", "--scenario", str(faults)],
         stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT, env=env,
     )  # fmt: skip
+
+
+def _banner(proc: subprocess.Popen[str], workdir: Path) -> tuple[subprocess.Popen[str], str, str]:
     assert proc.stdout is not None
     line = proc.stdout.readline().split()
     if len(line) != 3 or line[0] != "listening":
         proc.kill()
+        proc.wait()
+        proc.stdout.close()
         raise RuntimeError(f"loopback server did not start: {line!r} (see {workdir / 'server.log'})")
 
     def drain(out: Any = proc.stdout) -> None:  # a full pipe would stall the server
-        for _ in out:
-            pass
+        with out:
+            for _ in out:
+                pass
 
-    threading.Thread(target=drain, daemon=True).start()
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    proc.drainer = drainer  # type: ignore[attr-defined]
     return proc, line[1], line[2]
 
 
 def _start_engine(
     workdir: Path, http: str, ws: str, n: int, *, flatten: bool = True
 ) -> subprocess.Popen[bytes]:
-    log = (workdir / f"engine-{n:03d}.log").open("wb")
     env = engine_env(workdir)
     env["FUNDARB_FLATTEN_ON_EXIT"] = "1" if flatten else "0"
-    return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "engine", http, ws],
-        stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env,
-    )  # fmt: skip
+    with (workdir / f"engine-{n:03d}.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "engine", http, ws],
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env,
+        )  # fmt: skip
 
 
 def _wait_reconciled(journal: Journal, starts: int, proc: subprocess.Popen[bytes], limit: float) -> bool:
@@ -315,6 +339,9 @@ def run_crash_test(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        drainer = getattr(server, "drainer", None)
+        if drainer is not None:
+            drainer.join(timeout=5)
     report.figures["seconds"] = round(time.monotonic() - started, 1)
     return report
 
