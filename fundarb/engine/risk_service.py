@@ -30,14 +30,12 @@ import trio
 from prometheus_client import Gauge
 
 from fundarb.config import Config, Mode
-from fundarb.core import events as ev
 from fundarb.core.commands import OrderPurpose
 from fundarb.core.model import (
     ZERO,
     Balance,
     Instrument,
     InstrumentId,
-    Market,
     OrderRequest,
     Side,
     VenuePosition,
@@ -59,6 +57,7 @@ from fundarb.core.risk_manager import RiskManager, RiskManagerConfig
 from fundarb.core.risk_modes import ModeChanged, ModeScope, TradingMode
 from fundarb.core.risk_monitors import MarginAction, MarginActionKind, delta_breaches
 from fundarb.core.venue_events import FillReported, VenueEvent
+from fundarb.engine import risk_margin
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager, owner_of
 from fundarb.engine.market import MarketState
@@ -81,7 +80,6 @@ __all__ = ["RiskService", "RiskServiceSettings"]
 
 log = logging.getLogger("fundarb.risk")
 S = PositionState
-_HELD = (S.HEDGED, S.REBALANCING)
 
 
 @attrs.frozen
@@ -319,8 +317,8 @@ class RiskService:
         are journaled with the re-hedge they need, and watched until hedged again."""
         if not isinstance(event, FillReported) or event.fill.venue_generated is None:
             return
-        fill = event.fill
-        self.metrics.record_fill(fill.instrument.venue, fill.venue_generated)
+        fill, kind = event.fill, event.fill.venue_generated
+        self.metrics.record_fill(fill.instrument.venue, kind)
         marks = self._marks()
         for runner in self.manager.active():
             if fill.instrument not in (
@@ -328,20 +326,20 @@ class RiskService:
                 runner.position.plan.leg_b.instrument.id,
             ):
                 continue
-            rehedge = self.risk.on_venue_fill(fill, exposures_of(runner.position, marks))
+            rehedge = self.risk.on_venue_fill(fill, self._exposures_of(runner, marks))
             what = "nothing left to re-hedge" if rehedge is None else rehedge.detail
             self._journal(
                 VenueFillSeen(
                     runner.id,
                     str(fill.instrument),
-                    fill.venue_generated.value,
+                    kind.value,
                     fill.side.value,
                     fill.quantity,
                     what,
                 ),
                 runner.id,
             )
-            log.critical("position %s: %s fill: %s", runner.id, fill.venue_generated.value, what)
+            log.critical("position %s: %s fill: %s", runner.id, kind.value, what)
             if rehedge is not None and self._nursery is not None:
                 self._nursery.start_soon(
                     self._watch_rehedge, runner, f"{fill.instrument.symbol}:{fill.trade_id}"
@@ -444,122 +442,13 @@ class RiskService:
             await trio.sleep(interval)
 
     async def check_margin(self, venue: Venue) -> list[MarginAction]:
-        """One margin pass over ``venue``: each perp leg through the ladder, acted on."""
-        try:
-            with trio.fail_after(self.settings.call_timeout):
-                positions = await venue.positions()
-                balances = await venue.balances()
-        except (VenueError, trio.TooSlowError) as e:  # counted by the breaker's feed
-            log.warning("margin check on %s failed: %s", venue.name, type(e).__name__)
-            return []
-        self.mark_book(venue.name, balances, positions)
-        s = self.settings
-        free = sum(
-            (b.free for b in balances if b.wallet is s.top_up_from and b.asset == s.collateral_asset), ZERO
-        )
-        actions = []
-        for pos in positions:
-            if pos.quantity == 0:
-                continue
-            inst = self.instruments.get(pos.instrument)
-            action = self.risk.on_position(pos, free, lot_step=None if inst is None else inst.lot_step)
-            actions.append(action)
-            free -= await self._act(venue, pos, action)
-        return actions
+        """One margin pass over ``venue``: each perp leg through the ladder, acted on
+        (:func:`fundarb.engine.risk_margin.check_margin`)."""
+        return await risk_margin.check_margin(self, venue)
 
     def mark_book(self, venue: str, balances: list[Balance], positions: list[VenuePosition]) -> None:
-        """Today's PnL as the change of the book's value since UTC midnight: per venue cash,
-        coins at the spot mid, minus debt, plus perp PnL, summed over venues. A venue with a
-        coin that has no price yet is not marked (its last value stands)."""
-        ca = self.settings.collateral_asset
-        marks = {
-            iid.symbol: px
-            for iid, px in self._marks().items()
-            if iid.market is Market.SPOT and iid.venue == venue
-        }
-        value = ZERO
-        for b in balances:
-            amount = b.total - b.borrowed
-            if b.asset == ca:
-                value += amount
-            elif amount:
-                px = marks.get(f"{b.asset}{ca}")
-                if px is None:
-                    return
-                value += amount * px
-        self._values[venue] = value + sum((p.unrealized_pnl for p in positions), ZERO)
-        total = sum(self._values.values(), ZERO)
-        now = self.clock.now_ms()
-        self._pnl = DailyPnl.start(now, total) if self._pnl is None else self._pnl.mark(total, now)
-        self._modes_changed(self.risk.on_pnl(self._pnl, now))
-
-    def _holders(self, instrument: InstrumentId) -> list[PositionRunner]:
-        return [
-            r
-            for r in self.manager.active()
-            if instrument in (r.position.plan.leg_a.instrument.id, r.position.plan.leg_b.instrument.id)
-        ]
-
-    async def _act(self, venue: Venue, pos: VenuePosition, action: MarginAction) -> Decimal:
-        """Carry out one ladder answer; returns the collateral it used."""
-        kind, iid = action.kind, pos.instrument
-        previous = self._last_kind.get(iid, MarginActionKind.NONE)
-        self._last_kind[iid] = kind
-        if kind is MarginActionKind.NONE:
-            return ZERO
-        if kind is MarginActionKind.ALERT:
-            if previous is not MarginActionKind.ALERT:
-                self._record(action, "alerted")
-                self._journal(AlertRaised("warning", f"margin on {iid}: {action.detail}", ZERO))
-            return ZERO
-        if self.first_action_ms is None:
-            self.first_action_ms = self.clock.now_ms()
-        if kind is MarginActionKind.TOP_UP:
-            s = self.settings
-            try:
-                with trio.fail_after(s.call_timeout):
-                    await venue.transfer(s.collateral_asset, action.top_up, s.top_up_from, s.top_up_to)
-            except (VenueError, trio.TooSlowError) as e:
-                self._record(action, f"transfer failed: {type(e).__name__}")
-                return ZERO
-            self._record(action, "transferred")
-            return action.top_up
-        holders = [r for r in self._holders(iid) if r.state in _HELD]
-        if not holders:
-            self._record(action, "no position to act on")
-            return ZERO
-        if kind is MarginActionKind.REDUCE_PAIRWISE:
-            if any(r.state is not S.HEDGED for r in holders):
-                return ZERO  # a reduction or re-hedge is in flight: judge again after it
-            total = sum((_perp_held(r) for r in holders), ZERO)
-            for r in holders:
-                share = action.reduce_quantity * _perp_held(r) / total if total > 0 else ZERO
-                qty = r.position.plan.leg_a.instrument.round_qty(share) or share
-                r.deliver(ev.ReduceRequested(qty, action.detail))
-            self._record(action, "reduce requested", holders)
-            return ZERO
-        for r in holders:  # UNWIND
-            r.deliver(ev.RiskBreached(ev.RiskKind.MARGIN, action.detail))
-        self._record(action, "unwind requested", holders)
-        return ZERO
-
-    def _record(
-        self, action: MarginAction, outcome: str, holders: list[PositionRunner] | None = None
-    ) -> None:
-        record = MarginActed(
-            str(action.instrument),
-            action.kind.value,
-            action.detail,
-            outcome,
-            ",".join(r.id for r in holders or []),
-            action.top_up,
-            action.reduce_quantity,
-            action.distance,
-        )
-        self.margin_actions.append(record)
-        del self.margin_actions[:-1000]
-        self._journal(record)
-        log.warning("margin %s on %s: %s (%s)", action.kind.value, action.instrument, outcome, action.detail)
+        """Mark today's PnL from one venue's book (:func:`fundarb.engine.risk_margin.mark_book`)."""
+        risk_margin.mark_book(self, venue, balances, positions)
 
     # --- clock and re-hedges -------------------------------------------------------------------------
 
@@ -610,9 +499,3 @@ class RiskService:
                 ),
                 runner.id,
             )
-
-
-def _perp_held(runner: PositionRunner) -> Decimal:
-    plan = runner.position.plan
-    leg = Leg.A if plan.leg_a.instrument.is_perpetual else Leg.B
-    return runner.position.held(leg)
