@@ -52,13 +52,14 @@ class Severity(enum.Enum):
 @attrs.frozen
 class PlaceOrder:
     """Send ``request`` for ``leg`` ("A" or "B"). ``reference_price`` prices notional checks of
-    market orders."""
+    market orders; ``attempt`` counts the rejections that preceded it."""
 
     position_id: str
     leg: str
     purpose: OrderPurpose
     request: OrderRequest
     reference_price: Decimal | None = None
+    attempt: int = 0  #: consecutive rejections before this order (the shell paces retries by it)
 
 
 @attrs.frozen

@@ -108,7 +108,7 @@ def _place(
         request = OrderRequest(cid, inst.id, side, qty, None, OrderType.MARKET, TimeInForce.IOC, reduce_only)
     order = TrackedOrder(cid, leg, purpose, side, qty)
     p = attrs.evolve(p, orders=(*p.orders, order), next_seq=p.next_seq + 1)
-    return p, [PlaceOrder(p.id, leg.value, purpose, request, p.reference_price)]
+    return p, [PlaceOrder(p.id, leg.value, purpose, request, p.reference_price, p.failed_attempts)]
 
 
 def _alert(p: Position, severity: Severity, message: str) -> Alert:

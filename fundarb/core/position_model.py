@@ -64,7 +64,7 @@ class PositionPlan:
     hedge_timeout_ms: int = 5_000
     entry_time_in_force: TimeInForce = TimeInForce.IOC
     max_slice_qty: Decimal | None = None
-    max_attempts: int = 5  # consecutive rejections of reducing orders before FAILED (the shell paces them)
+    max_attempts: int = 8  # consecutive rejections of reducing orders before FAILED (the shell backs off)
 
     def __attrs_post_init__(self) -> None:
         if not _POSITION_ID.match(self.position_id):

@@ -98,9 +98,9 @@ class CommandExecutor:
             return
         except VenueError as e:
             if not cmd.purpose.increases:
-                # the machine answers a rejected unwind/exit with another one at once: pace the
-                # retries so a venue that refuses for a few seconds does not exhaust them
-                await trio.sleep(self.settings.reject_backoff)
+                # the machine answers a rejected unwind/exit with another one at once: back off
+                # (0.5 s, 1 s, 2 s, ... up to 8 s) so a venue refusing for a while does not exhaust them
+                await trio.sleep(min(self.settings.reject_backoff * 2**cmd.attempt, 8.0))
             self.deliver(event_for_error(cid, e, placing=True))
             return
         except trio.Cancelled:

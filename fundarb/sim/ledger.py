@@ -176,7 +176,9 @@ class Ledger:
             reserve = ZERO if req.reduce_only else rest_qty * rest_px / lev
             need = increase * avg / lev + cost_now * taker + reserve
             available = self.equity(acc.name) - self._used_margin(acc)
-            if need > 0 and need > available:
+            # an order that only shrinks the position frees margin: real venues accept it even
+            # when the account is under water (the fee comes out of the released margin)
+            if need > 0 and need > available and increase > 0:
                 raise InsufficientMargin(
                     f"{req.client_order_id}: needs margin {need:.4f}, available {available:.4f}",
                     venue=self.venue,
