@@ -22,7 +22,7 @@ from fundarb.core.position_model import Leg
 from fundarb.core.risk_modes import ModeScope, TradingMode
 from fundarb.engine.app import Engine, run_engine
 from fundarb.engine.clock import EngineClock
-from fundarb.engine.risk_records import GateDecided, MarginActed, ModeSwitched, ObservedVenue
+from fundarb.engine.risk_records import DeltaBreached, GateDecided, MarginActed, ModeSwitched, ObservedVenue
 from fundarb.engine.trader import Candidate
 from fundarb.metrics import create_metrics
 from fundarb.sim.venue import SIM_EPOCH_MS, SimVenue
@@ -332,6 +332,37 @@ class SkewedVenue:
         return self.clock.now_ms() + self.skew_ms
 
 
+class SlowSpot:
+    """A venue whose spot orders take ``delay`` seconds to be accepted (a slow hedge leg)."""
+
+    def __init__(self, inner: SimVenue, delay: float) -> None:
+        self._inner, self.delay = inner, delay
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+    async def place_order(self, request: Any) -> Any:
+        if request.instrument.market is Market.SPOT:
+            await trio.sleep(self.delay)
+        return await self._inner.place_order(request)
+
+
+async def test_net_delta_breach_while_the_hedge_is_slow_is_journaled_and_cleared(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(300):
+        async with running(tmp_path, SlowSpot(sim(), 2.0)) as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
+            runner = await open_carry(engine, candidate(engine), "d1", qty="0.1")  # 3 000 > 1 000 tolerance
+            await wait_until(lambda: runner.position.held(Leg.A) > 0, poll=0.05)
+            await wait_until(lambda: sample(engine, "fundarb_net_delta_notional", asset="BTC") < -1000)
+            await wait_state(runner, PositionState.HEDGED)
+            await wait_until(lambda: sample(engine, "fundarb_net_delta_notional", asset="BTC") == 0)
+            breaches = await records(engine, DeltaBreached)
+            assert [(b.asset, b.breached) for b in breaches] == [("BTC", True), ("BTC", False)]
+            assert breaches[0].net_quantity == D("-0.1") and breaches[0].tolerance == 1000
+
+
 # --- the breaker's feed --------------------------------------------------------------------------
 
 
@@ -352,6 +383,15 @@ class Flaky:
     async def place_order(self, request: object) -> None:
         await trio.lowlevel.checkpoint()
         raise OrderRejected("insufficient balance", venue=self.name)
+
+
+async def test_observed_venue_gate_refuses_before_sending() -> None:
+    seen: list[tuple[str, bool]] = []
+    venue = ObservedVenue(Flaky(), lambda name, ok: seen.append((name, ok)), gate=lambda request: "too big")
+    with pytest.raises(OrderRejected) as refused:
+        await venue.place_order(object())
+    assert refused.value.code == "risk" and refused.value.reason == "risk gate: too big"
+    assert seen == []  # nothing was sent: the breaker is not fed
 
 
 async def test_observed_venue_reports_api_errors_but_not_refusals() -> None:
