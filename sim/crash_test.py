@@ -286,6 +286,25 @@ def _kill_at(
     }
 
 
+def _acknowledge_if_needed(workdir: Path) -> int:
+    """The engine is dead: acknowledge pending reconciliation reports (journaled), return how many."""
+    import trio
+
+    import fundarb.engine.app  # noqa: F401  (registers every journal tag the engine writes)
+    from fundarb.engine.reconcile import acknowledge
+    from fundarb.engine.reconcile_records import unacknowledged
+    from fundarb.journal import open_journal
+
+    async def ack() -> int:
+        async with open_journal(None, workdir) as j:
+            pending = unacknowledged(await j.read())
+            if pending:
+                await acknowledge(j, "crash test: reviewed", time.time_ns() // 1_000_000)
+            return len(pending)
+
+    return trio.run(ack)
+
+
 def run_crash_test(
     workdir: Path, kills: int, seed: int = 1, max_life: float = 2.0, settle: float = 20.0
 ) -> CrashReport:
@@ -311,6 +330,7 @@ def run_crash_test(
             kill = _kill_at(journal, proc, modes[i % len(modes)], rng, max_life)
             for seq, row in kill.pop("_durable").items():
                 durable_seen.setdefault(seq, row)
+            kill["acknowledged"] = _acknowledge_if_needed(workdir)  # as an operator would
             report.kills.append(kill)
         # the last life: reconcile, settle, stop gracefully
         proc = _start_engine(workdir, http, ws, kills, flatten=False)  # keeps what it holds
@@ -467,6 +487,7 @@ def _check(
         reconciliation_reports=len(reports),
         differences_found_at_starts=sum(len(r.differences) for r in reports),
         kills_by_mode=dict(Counter(k["mode"] for k in report.kills)),
+        acknowledgements=sum(k.get("acknowledged", 0) for k in report.kills),
         net_exposure_by_symbol={
             s: str(
                 perp.get(s, Decimal(0))

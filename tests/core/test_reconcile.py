@@ -246,3 +246,25 @@ def test_reconciling_twice_corrects_nothing_more(perp: D, spot: D, funding: bool
     assert not second.corrections
     if not first.failed:
         assert after["p1"].held(Leg.A) == perp
+
+
+def test_orders_of_unknown_outcome_explain_the_venue_their_queries_decide() -> None:
+    """Killed after the unwind orders were journaled: the venue may or may not have them done.
+    Not a drift (correcting it would double the unwind), not a failure: the resync's queries
+    give the authoritative fills."""
+    p, _ = f.run(f.hedged(), ev.OperatorKilled("flatten"))
+    assert p.state is S.UNWINDING and len(p.working()) == 2
+    for perp, spot in ((D(0), D(0)), (D("-0.1"), D("0.1")), (D("-0.05"), D("0.02"))):
+        r = reconcile({"p1": p}, {"sim": snap(p, perp=perp, spot=spot)}, 0)
+        assert not r.corrections and not r.failed and not r.needs_ack, (perp, spot, r.differences)
+        assert {d.kind for d in r.differences} <= {DiffKind.ORDER_STATUS}
+    # beyond what the orders could have done: the venue holds the perp the other way
+    r = reconcile({"p1": p}, {"sim": snap(p, perp=D("0.1"), spot=D(0))}, 0)
+    assert r.failed
+
+
+def test_failed_position_disagreeing_is_reported_not_re_acknowledged() -> None:
+    p = f.failed()
+    r = reconcile({"p1": p}, {"sim": snap(p, perp=D(0), spot=D(0))}, 0)
+    assert not r.needs_ack and not r.corrections
+    assert {d.kind for d in r.differences} == {DiffKind.DRIFT}
