@@ -46,7 +46,7 @@ class ExecutorSettings:
     not_found_checks: int = 2
     poll_interval: float = 0.2
     max_rate_limit_wait: float = 10.0
-    reject_backoff: float = 0.5  # pause before reporting a rejected reducing order (its retry follows)
+    reject_backoff: float = 0.25  # first pause before reporting a rejected reducing order (its retry follows)
 
 
 def event_for_error(cid: str, error: BaseException, *, placing: bool) -> object:
@@ -99,8 +99,8 @@ class CommandExecutor:
         except VenueError as e:
             if not cmd.purpose.increases:
                 # the machine answers a rejected unwind/exit with another one at once: back off
-                # (0.5 s, 1 s, 2 s, ... up to 8 s) so a venue refusing for a while does not exhaust them
-                await trio.sleep(min(self.settings.reject_backoff * 2**cmd.attempt, 8.0))
+                # (0.25 s, 0.5 s, 1 s, then 2 s) so a venue refusing for a while does not exhaust them
+                await trio.sleep(min(self.settings.reject_backoff * 2**cmd.attempt, 2.0))
             self.deliver(event_for_error(cid, e, placing=True))
             return
         except trio.Cancelled:

@@ -40,7 +40,7 @@ from fundarb.engine.telemetry import NULL_TELEMETRY, Telemetry
 from fundarb.journal.base import Entry, Journal
 from fundarb.venues.protocol import Venue
 
-__all__ = ["PositionManager", "owner_of", "position_events"]
+__all__ = ["PositionManager", "funding_key", "is_user_stream", "owner_of", "position_events"]
 
 log = logging.getLogger("fundarb.manager")
 S = PositionState
@@ -50,6 +50,18 @@ def owner_of(cid: str) -> str | None:
     """The position id inside one of our client order ids (``fa.<id>.<leg>.<n>``), else None."""
     parsed = parse_client_order_id(cid)
     return None if parsed is None else parsed[0]
+
+
+def is_user_stream(stream: str) -> bool:
+    """True for a venue's user-data stream name ("user"; Binance: "usdm-private", "spot-user", ...)."""
+    return stream == "user" or stream.endswith(("-user", "-private"))
+
+
+def funding_key(payment: FundingPayment) -> str:
+    """One key per (instrument, settlement hour): the websocket's and the REST income's reports
+    of the same payment carry different ids and slightly different times, but settle on the hour."""
+    hour = (payment.ts_ms + 1_800_000) // 3_600_000
+    return f"{payment.instrument}@{hour}"
 
 
 def position_events(event: VenueEvent) -> list[tuple[str, object]]:
@@ -187,9 +199,9 @@ class PositionManager:
                 runner.deliver(ev.VenueFillReceived(event.fill))
         elif isinstance(event, FundingSettled):
             self._split_funding(event.payment)
-        elif isinstance(event, StreamDisconnected) and event.stream == "user":
+        elif isinstance(event, StreamDisconnected) and is_user_stream(event.stream):
             self.venue_down(event.venue, event.reason)
-        elif isinstance(event, StreamResynced) and event.stream == "user":
+        elif isinstance(event, StreamResynced) and is_user_stream(event.stream):
             self.venue_up(event.venue)
 
     def _holding(self, instrument: object) -> list[PositionRunner]:
@@ -208,7 +220,7 @@ class PositionManager:
         for runner, qty in holders:
             share = FundingPayment(
                 payment.instrument,
-                f"{payment.payment_id}:{runner.id}",
+                f"{funding_key(payment)}:{runner.id}",
                 payment.amount * qty / total,
                 payment.asset,
                 payment.ts_ms,
