@@ -521,8 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in d.items():
             if k not in ("ok", "problems", "kills"):
                 print(f"  {k}: {v}")
-        for k in report.kills:
-            print(f"  kill: {k}")
+        for kill in report.kills:
+            print(f"  kill: {kill}")
         for p in report.problems:
             print(f"  PROBLEM: {p}")
     return 0 if report.ok else 1

@@ -179,5 +179,8 @@ def render_text(doc: dict[str, Any]) -> str:
     if doc["acknowledged_through"] is not None:
         lines.append(f"acknowledged everything through seq {doc['acknowledged_through']} (journaled)")
     elif doc["needs_ack"]:
-        lines.append("the engine opens no new position until acknowledged: fundarb reconcile --ack")
+        lines.append(
+            "the engine opens no new position while a reconciliation needing an operator is "
+            "unacknowledged: fundarb reconcile --ack (with the engine stopped)"
+        )
     return "\n".join(lines) + "\n"

@@ -17,6 +17,14 @@ returns:
 * **differences**: everything found, for the operator (``fundarb reconcile``). Those marked
   ``needs_ack`` stop new entries until an operator acknowledges them.
 
+Quantities are compared with what the journal knows for sure. An order of unknown outcome (sent
+before a crash, or still working) may have filled anywhere from nothing to all of it: a venue
+quantity inside that band is not drift (correcting it would, say, double an unwind); the
+``ResyncRequested`` the engine sends every recovered position queries those orders, and their
+answers settle the position. Only a quantity outside the band is corrected or given up on.
+Fills are matched to our orders by client order id; a venue whose trade lists carry none (Binance's
+``userTrades``/``myTrades``) leaves that to the queries and the band.
+
 Every comparison is idempotent: a fill whose trade id a position already counted, or a funding
 payment it already booked, is not corrected again, so reconciling twice changes nothing.
 

@@ -241,3 +241,18 @@ async def test_cli_shows_differences_and_acknowledges(tmp_path, engine_clock):
 async def _read(tmp_path: Path) -> list[Any]:
     async with open_journal(None, tmp_path) as journal:
         return await journal.read()
+
+
+def test_cli_ack_refuses_while_an_engine_answers(monkeypatch):
+    import argparse
+    import socket
+
+    from fundarb.cli import reconcile as cli
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("FUNDARB_HTTP_BIND", f"127.0.0.1:{port}")
+        args = argparse.Namespace(ack=True, force=False, note="", json=False, timeout=1.0)
+        assert cli.main(args) == 2  # refused before touching the journal
