@@ -18,6 +18,7 @@ skipped; the session goes on.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -131,21 +132,27 @@ async def run_stream(
         opened: list[WebSocketConnection] = []
         try:
             url = await spec.connect()
-            async with open_websocket_url(url, connect_timeout=watchdog, disconnect_timeout=2.0) as ws:
-                opened.append(ws)
-                if spec.on_open is not None:
-                    with trio.fail_after(watchdog):
-                        await spec.on_open(ws)
-                if ever_connected:
-                    for event in await spec.resync():
-                        await send.send(event)
-                    await send.send(StreamResynced(VENUE, spec.name, wall_ms()))
-                else:
-                    ever_connected = True
-                    task_status.started()
-                failures = 0  # only a connection that subscribed and resynced resets the budget
-                live = True
-                reason = await _session(ws, spec, send, watchdog, wall_ms)
+            # trio-websocket's connect_timeout does not cover a peer that accepts the TCP
+            # connection and never answers the handshake: bound the whole connect ourselves
+            with trio.CancelScope(deadline=trio.current_time() + watchdog) as connecting:
+                async with open_websocket_url(url, connect_timeout=watchdog, disconnect_timeout=2.0) as ws:
+                    connecting.deadline = math.inf  # connected: the session has its own watchdog
+                    opened.append(ws)
+                    if spec.on_open is not None:
+                        with trio.fail_after(watchdog):
+                            await spec.on_open(ws)
+                    if ever_connected:
+                        for event in await spec.resync():
+                            await send.send(event)
+                        await send.send(StreamResynced(VENUE, spec.name, wall_ms()))
+                    else:
+                        ever_connected = True
+                        task_status.started()
+                    failures = 0  # only a connection that subscribed and resynced resets the budget
+                    live = True
+                    reason = await _session(ws, spec, send, watchdog, wall_ms)
+            if connecting.cancelled_caught:
+                reason = f"websocket handshake unanswered after {watchdog}s"
         except BaseException as exc:  # classified: only connection losses are retried
             lost = _lost_reason(exc)
             if lost is None:
