@@ -50,6 +50,7 @@ async def check_margin(service: RiskService, venue: Venue) -> list[MarginAction]
     except (VenueError, trio.TooSlowError) as e:  # counted by the breaker's feed
         log.warning("margin check on %s failed: %s", venue.name, type(e).__name__)
         return []
+    service.margin_passes += 1
     mark_book(service, venue.name, balances, positions)
     s = service.settings
     free = sum(
@@ -60,7 +61,11 @@ async def check_margin(service: RiskService, venue: Venue) -> list[MarginAction]
         if pos.quantity == 0:
             continue
         inst = service.instruments.get(pos.instrument)
-        action = service.risk.on_position(pos, free, lot_step=None if inst is None else inst.lot_step)
+        # after a failed or timed-out transfer, this venue's ladder skips TOP_UP for a while
+        can_top_up = service.clock.now_ms() >= service._no_top_up_until.get(venue.name, 0)
+        action = service.risk.on_position(
+            pos, free, can_top_up=can_top_up, lot_step=None if inst is None else inst.lot_step
+        )
         actions.append(action)
         free -= await _act(service, venue, pos, action)
     return actions
@@ -118,14 +123,13 @@ async def _act(service: RiskService, venue: Venue, pos: VenuePosition, action: M
     if service.first_action_ms is None:
         service.first_action_ms = service.clock.now_ms()
     if kind is MarginActionKind.TOP_UP:
-        s = service.settings
-        try:
-            with trio.fail_after(s.call_timeout):
-                await venue.transfer(s.collateral_asset, action.top_up, s.top_up_from, s.top_up_to)
-        except (VenueError, trio.TooSlowError) as e:
-            _record(service, action, f"transfer failed: {type(e).__name__}")
+        if iid in service._transfers:  # one top-up in flight per leg: the next pass sees its effect
             return ZERO
-        _record(service, action, "transferred")
+        service._transfers.add(iid)
+        if service._nursery is None:
+            await _transfer(service, venue, action)
+        else:  # a slow transfer must not stall the other legs' defence
+            service._nursery.start_soon(_transfer, service, venue, action)
         return action.top_up
     holders = [r for r in _holders(service, iid) if r.state in _HELD]
     if not holders:
@@ -145,6 +149,23 @@ async def _act(service: RiskService, venue: Venue, pos: VenuePosition, action: M
         r.deliver(ev.RiskBreached(ev.RiskKind.MARGIN, action.detail))
     _record(service, action, "unwind requested", holders)
     return ZERO
+
+
+async def _transfer(service: RiskService, venue: Venue, action: MarginAction) -> None:
+    """Move ``action.top_up`` of collateral under ``transfer_timeout``. On failure the venue's
+    ladder stops offering TOP_UP for ``top_up_cooldown`` seconds, so the next pass escalates to
+    a pairwise reduction instead of waiting on transfers again."""
+    s = service.settings
+    try:
+        with trio.fail_after(s.transfer_timeout):
+            await venue.transfer(s.collateral_asset, action.top_up, s.top_up_from, s.top_up_to)
+    except (VenueError, trio.TooSlowError) as e:  # a timeout may still land: the next pass sees it
+        service._no_top_up_until[venue.name] = service.clock.now_ms() + int(s.top_up_cooldown * 1000)
+        _record(service, action, f"transfer failed: {type(e).__name__}")
+    else:
+        _record(service, action, "transferred")
+    finally:
+        service._transfers.discard(action.instrument)
 
 
 def _record(

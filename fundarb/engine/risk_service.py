@@ -89,7 +89,9 @@ class RiskServiceSettings:
     ``service.settings = attrs.evolve(...)`` retunes a running service), ``clock_interval=None``
     the clock check (fixed at start).
     ``entry_leverage`` is the perp leg's leverage the gate judges entries at; ``equity`` the
-    account equity for gross leverage; ``delta_tolerance`` in quote units per asset."""
+    account equity for gross leverage; ``delta_tolerance`` in quote units per asset. A margin
+    top-up runs in its own task under ``transfer_timeout``; after one fails the venue's ladder
+    offers no TOP_UP for ``top_up_cooldown`` seconds (it reduces pairwise instead)."""
 
     entry_leverage: Decimal
     equity: Decimal
@@ -98,6 +100,8 @@ class RiskServiceSettings:
     margin_interval: float | None = 5.0
     clock_interval: float | None = 60.0
     call_timeout: float = 5.0
+    transfer_timeout: float = 60.0
+    top_up_cooldown: float = 300.0
     delta_tolerance: Decimal = Decimal(1000)
     collateral_asset: str = "USDT"
     top_up_from: Wallet = Wallet.SPOT
@@ -137,8 +141,11 @@ class RiskService:
     margin_actions: list[MarginActed] = attrs.Factory(list)
     rehedges: list[RehedgeChecked] = attrs.Factory(list)
     first_action_ms: int | None = None
+    margin_passes: int = 0
     _pnl: DailyPnl | None = None
     _values: dict[str, Decimal] = attrs.Factory(dict)
+    _transfers: set[InstrumentId] = attrs.Factory(set)
+    _no_top_up_until: dict[str, int] = attrs.Factory(dict)
     _last_kind: dict[InstrumentId, MarginActionKind] = attrs.Factory(dict)
     _breached: set[str] = attrs.Factory(set)
     _nursery: trio.Nursery | None = None

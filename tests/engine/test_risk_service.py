@@ -448,6 +448,50 @@ async def test_margin_pass_tops_up_from_free_collateral(
             assert [a.kind.value for a in actions] == ["none"]
 
 
+class HangingTransfer:
+    """A venue whose wallet transfers never answer."""
+
+    def __init__(self, inner: SimVenue) -> None:
+        self._inner = inner
+        self.transfers = 0
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._inner, attr)
+
+    async def transfer(self, *args: Any) -> None:
+        self.transfers += 1
+        await trio.sleep_forever()
+
+
+async def test_a_hanging_top_up_does_not_stall_the_monitor_and_escalates_to_reduce(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    venue = HangingTransfer(
+        sim(balances={(Wallet.FUTURES, "USDT"): D(3700), (Wallet.SPOT, "USDT"): D(50000)})
+    )
+    with trio.fail_after(600):
+        async with running(tmp_path, venue, LEVERAGE="3") as engine:
+            await wait_until(lambda: not engine.market.is_stale(PERP))
+            runner = await open_carry(engine, candidate(engine), "h1", qty="0.6")
+            await wait_state(runner, PositionState.HEDGED)
+            await wait_until(lambda: venue.transfers == 1, timeout=30)
+            started = trio.current_time()
+            # no second top-up while the first is in flight, but the monitor keeps running
+            passes = engine.risk.margin_passes
+            await trio.sleep(30)
+            assert venue.transfers == 1
+            assert engine.risk.margin_passes - passes >= 5  # every 5 s, not stuck on the transfer
+            await wait_until(
+                lambda: any(a.kind == "reduce_pairwise" for a in engine.risk.margin_actions), timeout=120
+            )
+            failed, reduced = engine.risk.margin_actions[-2:]
+            assert failed.kind == "top_up" and failed.outcome == "transfer failed: TooSlowError"
+            assert reduced.outcome == "reduce requested" and reduced.positions == "h1"
+            assert 59.5 <= trio.current_time() - started <= 60 + 5 + 1  # transfer deadline + one pass
+            await wait_state(runner, PositionState.HEDGED)
+            assert runner.position.held(Leg.A) < D("0.6") and runner.position.unhedged_qty == 0
+
+
 async def futures_usdt(engine: Engine) -> D:
     return next(
         b.free
