@@ -3,6 +3,8 @@ kill switch end to end over HTTP, the breaker's feed, the margin ladder's action
 
 from __future__ import annotations
 
+import argparse
+import io
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal as D
@@ -10,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import httpx
 import pytest
 import trio
 import trio.testing
 
+from fundarb.cli import kill as kill_cli
 from fundarb.config import load_config
 from fundarb.core.model import Balance, InstrumentId, Market, Wallet
 from fundarb.core.position import PositionState
@@ -201,7 +203,7 @@ async def test_stalled_feed_sets_the_instrument_reducing_and_stops_entries(
             )
 
 
-async def test_kill_switch_over_http_halts_globally_flattens_and_journals(
+async def test_kill_command_halts_globally_flattens_and_journals(
     tmp_path: Path, engine_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(300):
@@ -210,14 +212,13 @@ async def test_kill_switch_over_http_halts_globally_flattens_and_journals(
             c = candidate(engine)
             runner = await open_carry(engine, c, "k1")
             await wait_state(runner, PositionState.HEDGED)
-            url = engine.http_urls[0]
-            async with httpx.AsyncClient() as client:
-                answer = await client.post(
-                    f"{url}/admin/kill",
-                    json={"reason": "drill"},
-                    headers={"Authorization": f"Bearer {TOKEN}"},
-                )
-            assert answer.status_code == 200, answer.text
+            # `python -m fundarb kill --reason drill` against the engine's own endpoint
+            parser = argparse.ArgumentParser()
+            kill_cli.add_arguments(parser)
+            args = parser.parse_args(["--reason", "drill", "--url", engine.http_urls[0]])
+            out, err = io.StringIO(), io.StringIO()
+            code = await kill_cli.amain(args, {"FUNDARB_ADMIN_TOKEN": TOKEN}, out=out, err=err)
+            assert code == 0, err.getvalue()
             assert engine.risk.risk.modes.mode_of(ModeScope.GLOBAL) is TradingMode.HALTED
             await wait_state(runner, PositionState.CLOSED)
             assert [p for p in await engine.venues["sim"].positions() if p.quantity] == []
