@@ -27,13 +27,14 @@ from decimal import Decimal
 
 import attrs
 import trio
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from fundarb.config import Config, Mode
 from fundarb.core.commands import OrderPurpose
 from fundarb.core.model import (
     ZERO,
     Balance,
+    FundingSnapshot,
     Instrument,
     InstrumentId,
     OrderRequest,
@@ -55,7 +56,7 @@ from fundarb.core.risk import (
 from fundarb.core.risk_book import Exposure
 from fundarb.core.risk_manager import RiskManager, RiskManagerConfig
 from fundarb.core.risk_modes import ModeChanged, ModeScope, TradingMode
-from fundarb.core.risk_monitors import MarginAction, MarginActionKind, delta_breaches
+from fundarb.core.risk_monitors import FundingFlip, MarginAction, MarginActionKind, delta_breaches
 from fundarb.core.venue_events import FillReported, VenueEvent
 from fundarb.engine import risk_margin
 from fundarb.engine.clock import EngineClock
@@ -141,6 +142,7 @@ class RiskService:
     margin_actions: list[MarginActed] = attrs.Factory(list)
     rehedges: list[RehedgeChecked] = attrs.Factory(list)
     first_action_ms: int | None = None
+    funding_flips: list[FundingFlip] = attrs.Factory(list)
     margin_passes: int = 0
     _pnl: DailyPnl | None = None
     _values: dict[str, Decimal] = attrs.Factory(dict)
@@ -150,6 +152,7 @@ class RiskService:
     _breached: set[str] = attrs.Factory(set)
     _nursery: trio.Nursery | None = None
     _delta_gauge: Gauge | None = None
+    _flip_counter: Counter | None = None
 
     @classmethod
     def from_config(
@@ -382,6 +385,12 @@ class RiskService:
                 ["asset"],
                 registry=self.metrics.registry,
             )
+            self._flip_counter = Counter(
+                "fundarb_funding_flips",
+                "Funding sign flips seen per perpetual (the operator is alerted).",
+                ["instrument"],
+                registry=self.metrics.registry,
+            )
         for venue in self.venues.values():
             with trio.fail_after(self.settings.call_timeout):
                 for inst in await venue.instruments():
@@ -406,8 +415,34 @@ class RiskService:
         for iid, state in self.market.instruments.items():
             if state.updated_at_ms:
                 self.risk.on_market_data(iid, state.updated_at_ms)
+            if state.funding is not None:
+                self._check_funding(state.funding)
         self._modes_changed(self.risk.tick(now))
         self._check_delta(now)
+
+    def _check_funding(self, snapshot: FundingSnapshot) -> None:
+        """A funding sign flip: the operator is told (alert, journaled, counted). Exiting is the
+        strategy's call: it exits on its own when the carry falls below the exit rate."""
+        flip = self.risk.on_funding(snapshot)
+        if flip is None:
+            return
+        self.funding_flips.append(flip)
+        held = [r.id for r in self._holders_of(snapshot.instrument)]
+        message = (
+            f"funding on {flip.instrument} flipped {flip.previous_sign:+d} -> {flip.sign:+d} "
+            f"(rate {flip.rate}); positions holding it: {', '.join(held) or 'none'}"
+        )
+        log.warning("%s", message)
+        if self._flip_counter is not None:
+            self._flip_counter.labels(instrument=str(flip.instrument)).inc()
+        self._journal(AlertRaised("warning", message, ZERO))
+
+    def _holders_of(self, instrument: InstrumentId) -> list[PositionRunner]:
+        return [
+            r
+            for r in self.manager.active()
+            if instrument in (r.position.plan.leg_a.instrument.id, r.position.plan.leg_b.instrument.id)
+        ]
 
     def _check_delta(self, now: int) -> None:
         exposures = self.exposures()

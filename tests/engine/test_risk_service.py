@@ -364,6 +364,31 @@ async def test_net_delta_breach_while_the_hedge_is_slow_is_journaled_and_cleared
             assert breaches[0].net_quantity == D("-0.1") and breaches[0].tolerance == 1000
 
 
+async def test_funding_sign_flip_alerts_the_operator(
+    tmp_path: Path, engine_clock: trio.testing.MockClock
+) -> None:
+    from fundarb.engine.records import AlertRaised
+    from fundarb.sim.drivers import ScriptedDriver, ScriptPoint
+
+    t0, px = SIM_EPOCH_MS, D(30000)
+    driver = ScriptedDriver(
+        [
+            ScriptPoint(t0, "BTCUSDT", px, px, D("0.0001")),
+            ScriptPoint(t0 + 20_000, "BTCUSDT", px, px, D("-0.0002")),
+            ScriptPoint(t0 + 60_000, "BTCUSDT", px, px, D("-0.0002")),
+        ]
+    )
+    with trio.fail_after(300):
+        async with running(tmp_path, sim(driver=driver)) as engine:
+            await wait_until(lambda: bool(engine.risk.funding_flips), timeout=60)
+            (flip,) = engine.risk.funding_flips
+            assert (flip.instrument, flip.previous_sign, flip.sign) == (PERP, 1, -1)
+            assert 20 <= trio.current_time() <= 22
+            alerts = [a for a in await records(engine, AlertRaised) if "flipped" in a.message]
+            assert len(alerts) == 1 and alerts[0].message.startswith(f"funding on {PERP} flipped +1 -> -1")
+            assert sample(engine, "fundarb_funding_flips_total", instrument=str(PERP)) == 1
+
+
 # --- the breaker's feed --------------------------------------------------------------------------
 
 
