@@ -28,13 +28,14 @@ import trio
 
 from fundarb.config import Config
 from fundarb.core import strategy as st
-from fundarb.core.model import InstrumentId, Market, OrderRequest
+from fundarb.core.model import Instrument, InstrumentId, Market, OrderRequest
 from fundarb.core.position import PositionState
-from fundarb.core.venue_events import StreamDisconnected, StreamResynced, VenueEvent
+from fundarb.core.venue_events import FundingSettled, StreamDisconnected, StreamResynced, VenueEvent
 from fundarb.engine.clock import EngineClock
+from fundarb.engine.delta import run_delta_maintenance
 from fundarb.engine.executor import ExecutorSettings
 from fundarb.engine.health import EngineHealth, PrometheusTelemetry
-from fundarb.engine.manager import PositionManager
+from fundarb.engine.manager import PositionManager, is_user_stream
 from fundarb.engine.market import MarketState, run_ingest
 from fundarb.engine.position_runner import CleanupReason
 from fundarb.engine.reconcile import StartupReconciliation, reconcile_on_start
@@ -47,6 +48,7 @@ from fundarb.engine.trader import Candidate, CarryTrader
 from fundarb.journal import open_journal
 from fundarb.journal.base import Entry, Journal
 from fundarb.metrics import Metrics, create_metrics
+from fundarb.venues.errors import VenueError
 from fundarb.venues.protocol import Venue
 
 __all__ = ["Engine", "candidates_for", "run_engine"]
@@ -58,8 +60,7 @@ async def candidates_for(venues: Mapping[str, Venue], symbols: tuple[str, ...]) 
     """Perp/spot pairs of the configured symbols on each venue."""
     out: list[Candidate] = []
     for venue in venues.values():
-        with trio.fail_after(30):
-            instruments = await venue.instruments()
+        instruments = await _instruments_with_retry(venue)
         by_key = {(i.id.market, i.id.symbol): i for i in instruments}
         for sym in symbols:
             perp, spot = by_key.get((Market.PERPETUAL, sym)), by_key.get((Market.SPOT, sym))
@@ -68,6 +69,22 @@ async def candidates_for(venues: Mapping[str, Venue], symbols: tuple[str, ...]) 
             else:
                 log.warning("%s: %s has no perp+spot pair, skipped", venue.name, sym)
     return out
+
+
+async def _instruments_with_retry(venue: Venue, attempts: int = 6) -> list[Instrument]:
+    """A venue's instruments; a transient failure at start-up is retried with backoff."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            with trio.fail_after(30):
+                return await venue.instruments()
+        except (VenueError, trio.TooSlowError) as e:
+            if attempt == attempts:
+                raise
+            log.warning("%s: instruments failed (%s), retry %d in %.1fs", venue.name, type(e).__name__, attempt, delay)
+            await trio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
 
 
 @attrs.define(eq=False)
@@ -185,6 +202,7 @@ class Engine:
                 perp = plan.leg_a if plan.leg_a.instrument.is_perpetual else plan.leg_b
                 self.trader.held.setdefault(perp.instrument.id, runner)
             await root.start(self.trader.run)
+            await root.start(run_delta_maintenance, self.manager, self.venues, 30.0)
             await root.start(self._run_http, health)
             await root.start(run_status, self, cfg.execution.status_interval)
             task_status.started()
@@ -197,12 +215,19 @@ class Engine:
         assert self.health is not None
         health = self.health
 
+        down_since: dict[str, int] = {}
+
         def on_user(event: VenueEvent) -> None:
             if isinstance(event, StreamDisconnected):
                 health.venues_connected[event.venue] = False
                 self.metrics.record_reconnect(event.venue, event.stream)
+                if is_user_stream(event.stream):
+                    down_since.setdefault(event.stream, self.clock.now_ms())
             elif isinstance(event, StreamResynced):
                 health.venues_connected[event.venue] = True
+                since = down_since.pop(event.stream, None)
+                if since is not None:  # funding settled while the stream was down: read it over REST
+                    n.start_soon(self._catch_up_funding, venue, since)
             self.risk.on_venue_event(event)
             self.manager.route(event)
 
@@ -213,6 +238,17 @@ class Engine:
             await n.start(venue.run_user_data, user_send)
             health.venues_connected[venue.name] = True
             task_status.started()
+
+    async def _catch_up_funding(self, venue: Venue, since_ms: int) -> None:
+        """Route the funding income the venue booked since ``since_ms`` (counted once per position)."""
+        try:
+            with trio.fail_after(30):
+                payments = await venue.funding_income_since(since_ms - 60_000)
+        except (VenueError, trio.TooSlowError) as e:
+            log.warning("%s: funding catch-up failed (%s); the reconciler will retry", venue.name, type(e).__name__)
+            return
+        for payment in payments:
+            self.manager.route(FundingSettled(payment))
 
     async def _run_http(self, health: EngineHealth, *, task_status: trio.TaskStatus[None]) -> None:
         from fundarb.http import create_app, run_http_server
@@ -238,12 +274,17 @@ async def run_engine(
     *,
     metrics: Metrics | None = None,
     clock: EngineClock | None = None,
+    journal_options: dict[str, Any] | None = None,
     task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Open the journal and run an :class:`Engine` on ``venues`` until cancelled or a signal."""
+    """Open the journal and run an :class:`Engine` on ``venues`` until cancelled or a signal.
+
+    ``journal_options`` go to :func:`fundarb.journal.open_journal` (tests pass
+    ``inline_for_tests=True`` so SQLite calls do not race Trio's autojump clock).
+    """
     clock = clock or EngineClock.start()
     async with open_journal(
-        config.database_url.reveal() if config.database_url else None, config.data_dir
+        config.database_url.reveal() if config.database_url else None, config.data_dir, **(journal_options or {})
     ) as journal:
         engine = Engine(config, venues, journal, clock, metrics or create_metrics())
         with trio.CancelScope() as scope:
