@@ -46,10 +46,11 @@ from fundarb.engine.reconcile_records import (
 from fundarb.engine.records import AlertRaised
 from fundarb.engine.recovery import Recovered, fold_journal
 from fundarb.journal.base import Entry, Journal, Record
-from fundarb.venues.errors import OrderNotFound, VenueError
+from fundarb.venues.errors import OrderNotFound, RateLimited, VenueError
 from fundarb.venues.protocol import Venue
 
 __all__ = [
+    "RATE_LIMIT_PATIENCE",
     "SINCE_SLACK_MS",
     "StartupReconciliation",
     "acknowledge",
@@ -112,17 +113,31 @@ def _since_by_venue(recovered: Recovered, now_ms: int) -> dict[str, tuple[int, s
     return out
 
 
+#: how long reconciliation waits in total for a venue's rate limit to clear before giving up
+RATE_LIMIT_PATIENCE = 120.0
+
+
 async def _retry(what: str, call: Any, *args: Any, call_timeout: float, attempts: int) -> Any:
-    for attempt in range(1, attempts + 1):
+    """``call`` under a deadline; failures retried ``attempts`` times. A rate limit is not an
+    unreadable venue: it is waited out (its ``retry_after``) for up to :data:`RATE_LIMIT_PATIENCE`."""
+    attempt, waited = 1, 0.0
+    while True:
         try:
             with trio.fail_after(call_timeout):
                 return await call(*args)
+        except RateLimited as e:
+            pause = max(float(e.retry_after), 0.1)
+            if waited + pause > RATE_LIMIT_PATIENCE:
+                raise VenueError(f"{what}: rate limited for over {RATE_LIMIT_PATIENCE:.0f} s: {e}") from e
+            log.warning("reconcile: %s rate limited, waiting %.1f s", what, pause)
+            waited += pause
+            await trio.sleep(pause)
         except (VenueError, trio.TooSlowError) as e:
-            if attempt == attempts:
+            if attempt >= attempts:
                 raise VenueError(f"{what}: {type(e).__name__}: {e}") from e
             log.warning("reconcile: %s failed (%s), retrying", what, e)
             await trio.sleep(0.5 * attempt)
-    raise AssertionError("unreachable")
+            attempt += 1
 
 
 async def _snapshot(

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import attrs
 
 from fundarb.core.reconcile import Difference
+from fundarb.journal import projections as pj
 from fundarb.journal.base import Record
 from fundarb.journal.codec import CODEC
 
@@ -81,6 +82,8 @@ def _register() -> None:
     attrs.resolve_types(Difference)
     for tag, cls in TAGS.items():
         CODEC.register(cls, tag)
+    # the positions projection follows the quarantine (what `fold_journal` does)
+    pj.register_projector(PositionQuarantined, lambda rec, pid: [pj.PositionChange("failed")])
 
 
 _register()

@@ -207,6 +207,7 @@ async def test_unreadable_venue_quarantines_its_positions_durably(tmp_path, engi
             assert [pid for pid, _ in startup.result.failed] == ["q1"]
             assert startup.recovered.positions["q1"].state is S.FAILED
             assert startup.halt_reason
+            assert {r.position_id: r.state for r in await h.journal.positions()}["q1"] == "failed"
     records = await _read(tmp_path)
     assert [r.position_id for r in records if isinstance(r.payload, PositionQuarantined)] == ["q1"]
     assert any(isinstance(r.payload, AlertRaised) and r.payload.severity == "critical" for r in records)
@@ -256,3 +257,27 @@ def test_cli_ack_refuses_while_an_engine_answers(monkeypatch):
         monkeypatch.setenv("FUNDARB_HTTP_BIND", f"127.0.0.1:{port}")
         args = argparse.Namespace(ack=True, force=False, note="", json=False, timeout=1.0)
         assert cli.main(args) == 2  # refused before touching the journal
+
+
+async def test_rate_limit_is_waited_out_not_taken_for_an_unreadable_venue(tmp_path, engine_clock):
+    from fundarb.venues.errors import RateLimited
+
+    venue = HookedVenue(SimVenue.for_tests(speed=1.0))
+    crashed = Crashed(await plan_for(venue, "r1"))
+    quote = await venue.quote(PERP)
+    crashed.apply(ev.EntrySignalled(quote.bid, quote.bid))
+    await crashed.write(tmp_path)
+    limited = [3]  # the first three reads are refused for 5 s each (more than the retry budget)
+
+    async def open_orders(instrument=None):
+        if limited[0]:
+            limited[0] -= 1
+            raise RateLimited("weight budget exhausted", retry_after=5.0, venue="sim")
+        return await venue.inner.open_orders(instrument)
+
+    venue.open_orders = open_orders  # type: ignore[method-assign]
+    with trio.fail_after(LIMIT):
+        async with open_harness(tmp_path, venue) as h:
+            startup = await restart(h)
+            assert not startup.result.failed and not startup.halt_reason
+            assert limited == [0]
