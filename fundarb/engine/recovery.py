@@ -45,8 +45,12 @@ def fold_journal(records: list[Record]) -> Recovered:
         last = rec.seq
         payload = rec.payload
         if isinstance(payload, PositionOpened):
-            positions[payload.plan.position_id] = Position(payload.plan)
-            opened_ms[payload.plan.position_id] = rec.ts_ms
+            pid = payload.plan.position_id
+            if pid in positions:  # its client order ids would collide with the first one's
+                mismatches[pid] = f"seq {rec.seq}: position id {pid} opened twice"
+                continue
+            positions[pid] = Position(payload.plan)
+            opened_ms[pid] = rec.ts_ms
         elif isinstance(payload, PositionQuarantined) and rec.position_id in positions:
             pid = rec.position_id
             positions[pid] = attrs.evolve(positions[pid], state=PositionState.FAILED, reason=payload.reason)

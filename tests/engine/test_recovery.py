@@ -281,3 +281,17 @@ async def test_rate_limit_is_waited_out_not_taken_for_an_unreadable_venue(tmp_pa
             startup = await restart(h)
             assert not startup.result.failed and not startup.halt_reason
             assert limited == [0]
+
+
+def test_a_position_id_opened_twice_does_not_replay():
+    from fundarb.journal.base import Record
+
+    venue = SimVenue.for_tests(speed=1.0)
+    plan = trio.run(plan_for, venue, "d1")
+    opened = PositionOpened(plan)
+    records = [
+        Record(1, T0, "engine.position_opened", "d1", opened),
+        Record(2, T0, "engine.position_opened", "d1", opened),
+    ]
+    recovered = fold_journal(records)
+    assert "opened twice" in recovered.mismatches["d1"]
