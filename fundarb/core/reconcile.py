@@ -65,6 +65,7 @@ __all__ = [
     "Difference",
     "Reconciliation",
     "VenueSnapshot",
+    "funding_key",
     "owner_of",
     "reconcile",
 ]
@@ -73,6 +74,14 @@ S = PositionState
 
 #: A spot shortfall up to this fraction of the expected holding is reported, not corrected.
 SPOT_TOLERANCE = Decimal("0.01")
+
+
+def funding_key(payment: FundingPayment) -> str:
+    """One key per (instrument, settlement hour), exactly as the engine's live router keys funding
+    (:func:`fundarb.engine.manager.funding_key`; a test keeps the two equal): a payment the
+    stream delivered and the same payment read over REST at reconciliation count once."""
+    hour = (payment.ts_ms + 1_800_000) // 3_600_000
+    return f"{payment.instrument}@{hour}"
 
 
 def owner_of(cid: str) -> str | None:
@@ -341,7 +350,7 @@ def _funding(w: _Work, snap: VenueSnapshot) -> None:
             continue
         for pid, qty in sorted(holders.items()):
             share = FundingPayment(
-                pay.instrument, f"{pay.payment_id}:{pid}", pay.amount * qty / total, pay.asset, pay.ts_ms
+                pay.instrument, f"{funding_key(pay)}:{pid}", pay.amount * qty / total, pay.asset, pay.ts_ms
             )
             if share.payment_id in w.positions[pid].funding_ids:
                 continue

@@ -22,7 +22,7 @@ from fundarb.core.model import (
 )
 from fundarb.core.position import Position, PositionState, step
 from fundarb.core.position_model import Leg
-from fundarb.core.reconcile import DiffKind, Reconciliation, VenueSnapshot, owner_of, reconcile
+from fundarb.core.reconcile import DiffKind, Reconciliation, VenueSnapshot, funding_key, owner_of, reconcile
 from tests.core import factories as f
 
 S = PositionState
@@ -203,7 +203,8 @@ def test_funding_while_down_is_booked_once() -> None:
     p = f.hedged()
     pay = FundingPayment(f.PERP.id, "F1", D("1.5"), "USDT", 5)
     r = reconcile({"p1": p}, {"sim": snap(p, funding=(pay,))}, 0)
-    assert r.corrections == (("p1", ev.FundingPaid(FundingPayment(f.PERP.id, "F1:p1", D("1.5"), "USDT", 5))),)
+    key = f"{funding_key(pay)}:p1"
+    assert r.corrections == (("p1", ev.FundingPaid(FundingPayment(f.PERP.id, key, D("1.5"), "USDT", 5))),)
     after = apply({"p1": p}, r)
     assert after["p1"].funding == D("1.5")
     assert not reconcile(after, {"sim": snap(after["p1"], funding=(pay,))}, 0).corrections

@@ -295,3 +295,14 @@ def test_a_position_id_opened_twice_does_not_replay():
     ]
     recovered = fold_journal(records)
     assert "opened twice" in recovered.mismatches["d1"]
+
+
+def test_funding_is_keyed_as_the_live_router_keys_it():
+    """A payment streamed before the crash and read again over REST must count once."""
+    from fundarb.core.model import FundingPayment
+    from fundarb.core.reconcile import funding_key as core_key
+    from fundarb.engine.manager import funding_key as live_key
+
+    for ts in (0, T0, T0 + 1_799_999, T0 + 1_800_000, T0 + 28_800_000 - 1):
+        pay = FundingPayment(PERP, "x", D("1"), "USDT", ts)
+        assert core_key(pay) == live_key(pay)
