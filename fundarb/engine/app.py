@@ -28,7 +28,7 @@ import trio
 
 from fundarb.config import Config
 from fundarb.core import strategy as st
-from fundarb.core.model import Instrument, InstrumentId, Market, OrderRequest
+from fundarb.core.model import InstrumentId, Market, OrderRequest
 from fundarb.core.position import PositionState
 from fundarb.core.venue_events import FundingSettled, StreamDisconnected, StreamResynced, VenueEvent
 from fundarb.engine.clock import EngineClock
@@ -45,6 +45,7 @@ from fundarb.engine.risk_records import ObservedVenue
 from fundarb.engine.risk_service import RiskService
 from fundarb.engine.status import run_status
 from fundarb.engine.trader import Candidate, CarryTrader
+from fundarb.engine.venues import instruments_with_retry
 from fundarb.journal import open_journal
 from fundarb.journal.base import Entry, Journal
 from fundarb.metrics import Metrics, create_metrics
@@ -60,7 +61,7 @@ async def candidates_for(venues: Mapping[str, Venue], symbols: tuple[str, ...]) 
     """Perp/spot pairs of the configured symbols on each venue."""
     out: list[Candidate] = []
     for venue in venues.values():
-        instruments = await _instruments_with_retry(venue)
+        instruments = await instruments_with_retry(venue)
         by_key = {(i.id.market, i.id.symbol): i for i in instruments}
         for sym in symbols:
             perp, spot = by_key.get((Market.PERPETUAL, sym)), by_key.get((Market.SPOT, sym))
@@ -69,22 +70,6 @@ async def candidates_for(venues: Mapping[str, Venue], symbols: tuple[str, ...]) 
             else:
                 log.warning("%s: %s has no perp+spot pair, skipped", venue.name, sym)
     return out
-
-
-async def _instruments_with_retry(venue: Venue, attempts: int = 6) -> list[Instrument]:
-    """A venue's instruments; a transient failure at start-up is retried with backoff."""
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
-        try:
-            with trio.fail_after(30):
-                return await venue.instruments()
-        except (VenueError, trio.TooSlowError) as e:
-            if attempt == attempts:
-                raise
-            log.warning("%s: instruments failed (%s), retry %d in %.1fs", venue.name, type(e).__name__, attempt, delay)
-            await trio.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
 
 
 @attrs.define(eq=False)
@@ -117,7 +102,9 @@ class Engine:
         self.manager = PositionManager(
             self.venues, self.journal, self.clock, PrometheusTelemetry(self.metrics), settings
         )
-        self.risk = RiskService.from_config(cfg, self.manager, self.market, self.journal, self.clock, self.metrics)
+        self.risk = RiskService.from_config(
+            cfg, self.manager, self.market, self.journal, self.clock, self.metrics
+        )
         self.risk.venues = self.venues
 
     def _on_venue_call(self, venue: str, ok: bool) -> None:
@@ -245,7 +232,9 @@ class Engine:
             with trio.fail_after(30):
                 payments = await venue.funding_income_since(since_ms - 60_000)
         except (VenueError, trio.TooSlowError) as e:
-            log.warning("%s: funding catch-up failed (%s); the reconciler will retry", venue.name, type(e).__name__)
+            log.warning(
+                "%s: funding catch-up failed (%s); the reconciler will retry", venue.name, type(e).__name__
+            )
             return
         for payment in payments:
             self.manager.route(FundingSettled(payment))
@@ -284,7 +273,9 @@ async def run_engine(
     """
     clock = clock or EngineClock.start()
     async with open_journal(
-        config.database_url.reveal() if config.database_url else None, config.data_dir, **(journal_options or {})
+        config.database_url.reveal() if config.database_url else None,
+        config.data_dir,
+        **(journal_options or {}),
     ) as journal:
         engine = Engine(config, venues, journal, clock, metrics or create_metrics())
         with trio.CancelScope() as scope:

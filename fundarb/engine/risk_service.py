@@ -72,6 +72,7 @@ from fundarb.engine.risk_records import (
     RehedgeChecked,
     VenueFillSeen,
 )
+from fundarb.engine.venues import instruments_with_retry
 from fundarb.journal.base import Entry, Journal
 from fundarb.metrics import Metrics
 from fundarb.venues.errors import VenueError
@@ -392,9 +393,8 @@ class RiskService:
                 registry=self.metrics.registry,
             )
         for venue in self.venues.values():
-            with trio.fail_after(self.settings.call_timeout):
-                for inst in await venue.instruments():
-                    self.instruments[inst.id] = inst
+            for inst in await instruments_with_retry(venue):  # a transient start-up error is retried
+                self.instruments[inst.id] = inst
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._tick_loop)

@@ -8,10 +8,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import trio
+
 from fundarb.config import Config, Mode
+from fundarb.core.model import Instrument
+from fundarb.venues.errors import VenueError
 from fundarb.venues.protocol import Venue
 
-__all__ = ["open_venues", "paper_venue"]
+__all__ = ["instruments_with_retry", "open_venues", "paper_venue"]
 
 log = logging.getLogger("fundarb.venues")
 
@@ -61,3 +65,21 @@ async def open_venues(config: Config) -> AsyncIterator[dict[str, Venue]]:
     finally:
         for venue in venues.values():
             await venue.aclose()
+
+
+async def instruments_with_retry(venue: Venue, attempts: int = 6) -> list[Instrument]:
+    """A venue's instruments; a transient failure at start-up is retried with backoff."""
+    delay = 0.5
+    for attempt in range(1, attempts + 1):
+        try:
+            with trio.fail_after(30):
+                return await venue.instruments()
+        except (VenueError, trio.TooSlowError) as e:
+            if attempt == attempts:
+                raise
+            log.warning(
+                "%s: instruments failed (%s), retry %d in %.1fs", venue.name, type(e).__name__, attempt, delay
+            )
+            await trio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")

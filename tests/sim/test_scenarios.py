@@ -76,13 +76,6 @@ def _variant(name: str, faults: dict[str, Any], exercised: tuple[str, ...], **ch
 # Runs that reveal an engine problem (or a fault this engine cannot meet): strict xfail, with
 # what broke. Each builds its scenario lazily (a loading error must fail the test, not collection).
 KNOWN_FAILING: dict[str, tuple[Callable[[], Scenario], int, str]] = {
-    "startup_dies_on_one_502": (
-        lambda: load_scenario(LIBRARY / "rest_5xx_storm.toml"),
-        8,
-        "started: one HTTP 502 on instruments() at start-up kills the engine (no retry of the "
-        "start-up calls); also seed 2 of rest_5xx_storm, latency_spike and "
-        "flash_crash_liquidation_cascade",
-    ),
     "unwind_gives_up_naked": (
         lambda: _variant("hedge_leg_rejected", {"reject_rates": {"precision": 0.7}}, ("reject_precision",)),
         1,
@@ -100,6 +93,11 @@ KNOWN_FAILING: dict[str, tuple[Callable[[], Scenario], int, str]] = {
 
 # Engine problems these scenarios found, now fixed: they must keep passing.
 FIXED: dict[str, tuple[Callable[[], Scenario], int, str]] = {
+    "startup_dies_on_one_502": (
+        lambda: load_scenario(LIBRARY / "rest_5xx_storm.toml"),
+        8,
+        "start-up calls to a venue are retried with backoff (one 502 used to kill the engine)",
+    ),
     "funding_lost_while_user_stream_down": (
         lambda: _variant(
             "ws_drop_mid_hedge",
