@@ -32,7 +32,7 @@ import cattrs
 
 from fundarb._secret import REDACTED, DatabaseUrl, Secret
 from fundarb.core.errors import FundarbError
-from fundarb.core.model import Market
+from fundarb.core.model import Market, TimeInForce
 
 __all__ = [
     "VARIABLES",
@@ -154,6 +154,7 @@ class StrategyConfig:
     entry_apr: Decimal
     exit_apr: Decimal
     leg_a: Market  # the leg opened first; the other is the hedge
+    entry_tif: TimeInForce  # IOC at the touch, or resting (POST_ONLY/GTC) at the passive price
     flatten_on_exit: bool
 
 
@@ -175,6 +176,7 @@ class ExecutionConfig:
     """Deadlines and intervals of the Trio shell, in seconds."""
 
     hedge_timeout: float
+    entry_timeout: float
     order_timeout: float
     ws_watchdog: float
     status_interval: float
@@ -332,6 +334,10 @@ VARIABLES: tuple[Variable, ...] = (
     _v("ORDER_TIMEOUT", "execution.order_timeout", float, _F, "3.0", "deadline of one venue order call",
        check=_SECONDS),
     _v("LEG_A", "strategy.leg_a", Market, "perp/spot", "perp", "the leg opened first"),
+    _v("ENTRY_TIF", "strategy.entry_tif", TimeInForce, "IOC/POST_ONLY/GTC", "IOC",
+       "leg A's entry: IOC at the touch, or POST_ONLY/GTC resting at the passive price"),
+    _v("ENTRY_TIMEOUT", "execution.entry_timeout", float, _F, "30",
+       "a resting leg-A entry still unfilled after this is cancelled (and any fill unwound)", check=_SECONDS),
     _v("FLATTEN_ON_EXIT", "strategy.flatten_on_exit", bool, _B, "0", "close every position on shutdown"),
     _v("STALE_AFTER", "risk.stale_after", float, _F, "10", "market data older than this is stale",
        check=_SECONDS),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import trio
 
@@ -49,10 +50,37 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_paper_journal(config: Config, now: float | None = None) -> Path | None:
+    """Paper mode: the simulated venue starts empty on every run, so a previous paper run's
+    journal describes an exchange that no longer exists; reconciling against it would (rightly)
+    quarantine every position. Move it aside instead; returns where it went (None: nothing to do).
+    Live and testnet journals are never touched."""
+    import time
+
+    if config.mode is not Mode.PAPER or config.database_url is not None:
+        return None
+    journal = Path(config.data_dir) / "journal.sqlite3"
+    if not journal.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    target = journal.with_name(f"journal.paper-{stamp}.sqlite3")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{journal}{suffix}")
+        if part.exists():
+            part.rename(Path(f"{target}{suffix}"))
+    return target
+
+
 async def _main(config: Config, duration: float | None) -> None:
     from fundarb.engine.app import run_engine
     from fundarb.engine.venues import open_venues
 
+    moved = rotate_paper_journal(config)
+    if moved is not None:
+        print(
+            f"fundarb: paper mode starts a fresh simulated venue; previous journal kept as {moved}",
+            file=sys.stderr,
+        )
     async with open_venues(config) as venues:
         with trio.move_on_after(duration if duration is not None else float("inf")):
             async with trio.open_nursery() as n:

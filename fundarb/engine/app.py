@@ -182,6 +182,8 @@ class Engine:
                 cfg.risk.max_open_positions,
                 hedge_timeout_ms=int(cfg.execution.hedge_timeout * 1000),
                 leg_a_is_perp=cfg.strategy.leg_a is Market.PERPETUAL,
+                entry_time_in_force=cfg.strategy.entry_tif,
+                entry_timeout=cfg.execution.entry_timeout,
                 entries_allowed=self._entries_allowed,
             )
             for runner in self.manager.active():  # recovered positions are held: no second entry

@@ -82,6 +82,8 @@ class CarryTrader:
     max_open_positions: int
     hedge_timeout_ms: int = 5000
     leg_a_is_perp: bool = True
+    entry_time_in_force: TimeInForce = TimeInForce.IOC
+    entry_timeout: float = 30.0
     interval: float = 1.0
     default_volatility: float = 0.6
     entries_allowed: Callable[[Candidate], str | None] = lambda c: None  # a reason blocks entries
@@ -90,14 +92,24 @@ class CarryTrader:
     _trackers: dict[InstrumentId, _Tracker] = attrs.Factory(dict)
     _ids: Mapping[str, int] = attrs.Factory(dict)
     _seq: itertools.count[int] = attrs.Factory(lambda: itertools.count(1))
+    _nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Service: decide on every candidate at each interval, forever."""
-        task_status.started()
-        while True:
-            for c in self.candidates:
-                await self.evaluate(c)
-            await trio.sleep(self.interval)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                for c in self.candidates:
+                    await self.evaluate(c)
+                await trio.sleep(self.interval)
+
+    async def _expire_entry(self, runner: PositionRunner) -> None:
+        """A resting entry that has not completed in time is abandoned: the machine cancels it
+        and unwinds whatever filled (a cancel that races a fill is exactly what it handles)."""
+        await trio.sleep(self.entry_timeout)
+        if runner.state is PositionState.OPENING_LEG_A:
+            runner.deliver(ev.ExitSignalled(f"entry not filled within {self.entry_timeout:g}s"))
 
     def _view(self, c: Candidate) -> st.MarketView | None:
         funding = self.market.funding(c.perp.id)
@@ -161,14 +173,17 @@ class CarryTrader:
         perp = LegSpec(c.perp, Side.SELL, qty)
         spot = LegSpec(c.spot, Side.BUY, qty)
         a, b = (perp, spot) if self.leg_a_is_perp else (spot, perp)
-        pid = f"p{self.market.clock.now_ms() // 1000 % 10**9:x}{next(self._seq)}"
-        plan = PositionPlan(
-            pid, a, b, hedge_timeout_ms=self.hedge_timeout_ms, entry_time_in_force=TimeInForce.IOC
-        )
+        # unique across restarts too: milliseconds since the epoch plus a counter (<= 20 characters)
+        pid = f"p{self.market.clock.now_ms():x}{next(self._seq)}"
+        tif = self.entry_time_in_force
+        plan = PositionPlan(pid, a, b, hedge_timeout_ms=self.hedge_timeout_ms, entry_time_in_force=tif)
         quote = self.market.quote(a.instrument.id)
         assert quote is not None
-        # leg A as a marketable limit at the touch: IOC, so it never rests
-        touch = quote.bid if a.side is Side.SELL else quote.ask
+        resting = tif in (TimeInForce.POST_ONLY, TimeInForce.GTC)
+        if resting:  # join the passive side: maker fees; it rests until filled or expired
+            touch = quote.ask if a.side is Side.SELL else quote.bid
+        else:  # a marketable limit at the touch: IOC, so it never rests
+            touch = quote.bid if a.side is Side.SELL else quote.ask
         log.info(
             "enter %s %s qty %s: %s (net %.1f%%/y)",
             pid,
@@ -177,7 +192,10 @@ class CarryTrader:
             d.reason,
             100 * (d.estimate.net_entry_apr if d.estimate else 0),
         )
-        self.held[c.perp.id] = await self.manager.open_position(plan, ev.EntrySignalled(touch, touch))
+        runner = await self.manager.open_position(plan, ev.EntrySignalled(touch, touch))
+        self.held[c.perp.id] = runner
+        if resting and self._nursery is not None:
+            self._nursery.start_soon(self._expire_entry, runner)
 
 
 def _perp_side(runner: PositionRunner) -> Side:

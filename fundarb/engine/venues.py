@@ -54,7 +54,7 @@ async def open_venues(config: Config) -> AsyncIterator[dict[str, Venue]]:
                 if creds is None:  # load_config refuses live mode without keys; be explicit anyway
                     raise ValueError("binance is configured without FUNDARB_BINANCE_API_KEY/SECRET")
                 venues["binance"] = BinanceVenue(
-                    Credentials(creds.key.reveal(), creds.secret),
+                    Credentials(creds.key.reveal(), creds.secret.reveal()),
                     testnet=config.uses_testnet("binance"),
                     call_timeout=config.execution.order_timeout,
                     watchdog=config.execution.ws_watchdog,
