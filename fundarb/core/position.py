@@ -25,6 +25,7 @@ working, or the position is FAILED and an alert was emitted.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -46,7 +47,7 @@ from fundarb.core.commands import (
 from fundarb.core.errors import TransitionError
 from fundarb.core.model import ZERO, OrderRequest, OrderType, TimeInForce
 from fundarb.core.position_checks import check_invariant, validate_table
-from fundarb.core.position_model import Leg, OrderState, Position, PositionState, TrackedOrder
+from fundarb.core.position_model import Leg, OrderReport, OrderState, Position, PositionState, TrackedOrder
 
 __all__ = [
     "TERMINAL_STATES",
@@ -440,17 +441,7 @@ def _resolve(p: Position, e: ev.OperatorResolved, now: int) -> Result:
 
 # --- the table ------------------------------------------------------------------------------------
 
-_ORDER_EVENTS = (
-    ev.OrderAccepted,
-    ev.OrderRejected,
-    ev.OrderPartiallyFilled,
-    ev.OrderFilled,
-    ev.OrderCancelled,
-    ev.OrderExpired,
-    ev.OrderOutcomeUnknown,
-    ev.OrderStatusReported,
-    ev.OrderNotFound,
-)
+_ORDER_EVENTS: tuple[type, ...] = typing.get_args(OrderReport)  # the order reports, from their union
 
 #: Where each state's own progress (``_settle``) may take it.
 _SETTLES_TO: dict[PositionState, frozenset[PositionState]] = {

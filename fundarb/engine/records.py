@@ -10,6 +10,7 @@ A tag is forever: never re-use or change one (old journals would stop decoding).
 
 from __future__ import annotations
 
+import typing
 from decimal import Decimal
 
 import attrs
@@ -85,33 +86,7 @@ TAGS: dict[str, type] = {
         f"cmd.{cls.__name__.lower()}": cls
         for cls in (cm.PlaceOrder, cm.CancelOrder, cm.QueryOrder, cm.Alert, cm.ArmTimer)
     },
-    **{
-        f"ev.{cls.__name__.lower()}": cls
-        for cls in (
-            ev.EntrySignalled,
-            ev.ExitSignalled,
-            ev.ReduceRequested,
-            ev.OperatorKilled,
-            ev.OperatorResolved,
-            ev.OrderAccepted,
-            ev.OrderRejected,
-            ev.OrderPartiallyFilled,
-            ev.OrderFilled,
-            ev.OrderCancelled,
-            ev.OrderExpired,
-            ev.OrderOutcomeUnknown,
-            ev.OrderStatusReported,
-            ev.OrderNotFound,
-            ev.HedgeTimedOut,
-            ev.VenueDisconnected,
-            ev.ResyncRequested,
-            ev.RiskBreached,
-            ev.VenueFillReceived,
-            ev.PositionDrifted,
-            ev.FundingPaid,
-            ev.CleanupExpired,
-        )
-    },
+    **{f"ev.{cls.__name__.lower()}": cls for cls in typing.get_args(ev.Event)},
 }
 
 

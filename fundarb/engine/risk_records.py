@@ -23,6 +23,7 @@ from fundarb.core.risk import RiskDecision
 from fundarb.core.risk_modes import ModeChanged
 from fundarb.journal.codec import CODEC
 from fundarb.venues.errors import OrderNotFound, OrderRejected, VenueError
+from fundarb.venues.protocol import VENUE_CALLS
 
 __all__ = [
     "RISK_TAGS",
@@ -158,25 +159,7 @@ for _tag, _cls in RISK_TAGS.items():
 
 # --- the breaker's feed -------------------------------------------------------------------------
 
-_OBSERVED = frozenset(
-    {
-        "instruments",
-        "funding",
-        "quote",
-        "server_time_ms",
-        "place_order",
-        "cancel_order",
-        "query_order",
-        "open_orders",
-        "positions",
-        "balances",
-        "fills_since",
-        "funding_income_since",
-        "borrow",
-        "repay",
-        "transfer",
-    }
-)
+_OBSERVED = frozenset(VENUE_CALLS)
 
 
 class ObservedVenue:

@@ -57,26 +57,11 @@ from typing import Any
 
 import attrs
 
+from fundarb.venues.protocol import MUTATING_CALLS, VENUE_CALLS
+
 __all__ = ["CALLS", "MUTATING_CALLS", "REJECT_KINDS", "FaultPlan", "Latency", "Window"]
 
-CALLS = (
-    "instruments",
-    "funding",
-    "quote",
-    "server_time_ms",
-    "place_order",
-    "cancel_order",
-    "query_order",
-    "open_orders",
-    "positions",
-    "balances",
-    "fills_since",
-    "funding_income_since",
-    "borrow",
-    "repay",
-    "transfer",
-)
-MUTATING_CALLS = frozenset({"place_order", "cancel_order", "borrow", "repay", "transfer"})
+CALLS = VENUE_CALLS  # the protocol's call names, defined once in fundarb.venues.protocol
 REJECT_KINDS = ("insufficient_margin", "min_notional", "precision", "post_only_would_cross", "reduce_only")
 STREAMS = ("user", "market", "both")
 

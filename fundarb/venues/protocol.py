@@ -42,7 +42,28 @@ from fundarb.core.model import (
 )
 from fundarb.core.venue_events import VenueEvent
 
-__all__ = ["EventSender", "Venue"]
+__all__ = ["MUTATING_CALLS", "VENUE_CALLS", "EventSender", "Venue"]
+
+#: Every request/response method of the protocol, by name (wrappers that observe or fault calls use it).
+VENUE_CALLS: tuple[str, ...] = (
+    "instruments",
+    "funding",
+    "quote",
+    "server_time_ms",
+    "place_order",
+    "cancel_order",
+    "query_order",
+    "open_orders",
+    "positions",
+    "balances",
+    "fills_since",
+    "funding_income_since",
+    "borrow",
+    "repay",
+    "transfer",
+)
+#: The calls that change state at the venue: a timeout after sending means OutcomeUnknown.
+MUTATING_CALLS: frozenset[str] = frozenset({"place_order", "cancel_order", "borrow", "repay", "transfer"})
 
 EventSender = trio.MemorySendChannel[VenueEvent]
 
