@@ -161,20 +161,24 @@ def to_decimal(value: Any, name: str = "value") -> Decimal:
 # --- validators -----------------------------------------------------------------------------------
 
 
+# Validators run on every decoded frame (the market-data hot path): one type test and one
+# comparison each, no nested calls; only the failing path builds a message.
+
+
 def _finite(_inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if not isinstance(value, Decimal) or not value.is_finite():
+    if type(value) is not Decimal or not value.is_finite():
         raise InvalidValue(f"{attribute.name}: must be a finite Decimal, got {value!r}")
 
 
 def _positive(inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    _finite(inst, attribute, value)
-    if value <= 0:
+    if type(value) is not Decimal or not value.is_finite() or value <= 0:
+        _finite(inst, attribute, value)
         raise InvalidValue(f"{attribute.name}: must be > 0, got {value}")
 
 
 def _non_negative(inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    _finite(inst, attribute, value)
-    if value < 0:
+    if type(value) is not Decimal or not value.is_finite() or value < 0:
+        _finite(inst, attribute, value)
         raise InvalidValue(f"{attribute.name}: must be >= 0, got {value}")
 
 
@@ -187,7 +191,7 @@ def _optional(validator: Any) -> Any:
 
 
 def _timestamp(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if type(value) is not int or value < 0:
         raise InvalidValue(
             f"{attribute.name}: must be a non-negative int of ms since the epoch, got {value!r}"
         )
