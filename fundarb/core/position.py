@@ -27,27 +27,24 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from fundarb.core import events as ev
-from fundarb.core.client_ids import make_client_order_id
 from fundarb.core.commands import (
     Alert,
     ArmTimer,
-    CancelOrder,
     Command,
     OrderPurpose,
-    PlaceOrder,
     QueryOrder,
     Severity,
 )
 from fundarb.core.errors import TransitionError
-from fundarb.core.model import ZERO, OrderRequest, OrderType, TimeInForce
+from fundarb.core.model import ZERO
 from fundarb.core.position_checks import check_invariant, validate_table
-from fundarb.core.position_model import Leg, OrderReport, OrderState, Position, PositionState, TrackedOrder
+from fundarb.core.position_model import Leg, OrderReport, OrderState, Position, PositionState
+from fundarb.core.position_orders import alert, cancel_increasing, place, projected, reduce_to
 
 __all__ = [
     "TERMINAL_STATES",
@@ -87,38 +84,6 @@ class Rule:
 # --- order bookkeeping ----------------------------------------------------------------------------
 
 
-def _place(
-    p: Position, leg: Leg, purpose: OrderPurpose, qty: Decimal, limit: Decimal | None = None
-) -> Result:
-    spec = p.plan.leg(leg)
-    side = spec.side if purpose.increases else spec.side.opposite
-    cid = make_client_order_id(p.id, leg.value, p.next_seq)
-    inst = spec.instrument
-    if limit is not None:
-        request = OrderRequest(
-            cid,
-            inst.id,
-            side,
-            qty,
-            inst.round_price(limit, side),
-            OrderType.LIMIT,
-            p.plan.entry_time_in_force,
-        )
-    else:
-        reduce_only = not purpose.increases and inst.is_perpetual
-        request = OrderRequest(cid, inst.id, side, qty, None, OrderType.MARKET, TimeInForce.IOC, reduce_only)
-    order = TrackedOrder(cid, leg, purpose, side, qty)
-    p = attrs.evolve(p, orders=(*p.orders, order), next_seq=p.next_seq + 1)
-    return p, [PlaceOrder(p.id, leg.value, purpose, request, p.reference_price, p.failed_attempts)]
-
-
-def _alert(p: Position, severity: Severity, message: str) -> Alert:
-    return Alert(p.id, severity, message, p.unhedged_qty)
-
-
-# --- what each state does next (the guards) -------------------------------------------------------
-
-
 def _settle(p: Position, now: int) -> Result:
     """Place what the current state needs and move on when its goal is met."""
     if p.state in _OPENING:
@@ -147,7 +112,7 @@ def _settle_opening(p: Position, now: int) -> Result:
     need = min(diff, p.opened(Leg.A) - p.opened(Leg.B)) - hedge_working
     qty = p.tradable(Leg.B, need)
     if qty > 0:
-        p, placed = _place(p, Leg.B, OrderPurpose.HEDGE, qty)
+        p, placed = place(p, Leg.B, OrderPurpose.HEDGE, qty)
         cmds += placed
     naked = diff > 0 and not p.is_dust(Leg.B, diff)
     if naked and p.hedge_deadline_ms is None:
@@ -171,68 +136,34 @@ def _settle_opening(p: Position, now: int) -> Result:
     return attrs.evolve(p, state=S.HEDGED), cmds
 
 
-def _cancel_increasing(p: Position) -> Result:
-    cmds: list[Command] = []
-    for o in p.working(increases=True):
-        if not o.cancel_requested and o.state is not OrderState.UNKNOWN:
-            p = p.with_order(attrs.evolve(o, cancel_requested=True))
-            cmds.append(CancelOrder(p.id, o.leg.value, p.plan.leg(o.leg).instrument.id, o.cid))
-    return p, cmds
-
-
-def _reduce_to(
-    p: Position, levels: dict[Leg, Decimal], purpose: OrderPurpose
-) -> tuple[Position, list[Command], bool]:
-    """Place orders bringing each leg down to its level; report whether anything is still to do."""
-    cmds: list[Command] = []
-    pending = False
-    for leg, level in levels.items():
-        reducing = sum((o.remaining for o in p.working(leg, increases=False)), ZERO)
-        need = p.held(leg) - level - reducing
-        qty = p.tradable(leg, need)
-        if qty <= 0:
-            continue
-        if p.failed_attempts >= p.plan.max_attempts:
-            pending = True
-            continue
-        p, placed = _place(p, leg, purpose, qty)
-        cmds += placed
-    return p, cmds, pending
-
-
 def _finish_or_fail(p: Position, cmds: list[Command], pending: bool, done: PositionState, why: str) -> Result:
     if pending:  # exposure we must trade away but may not try again: an operator's job now
         msg = f"{why}: gave up after {p.failed_attempts} rejected orders; legs A={p.held(Leg.A)} B={p.held(Leg.B)}"
         p = attrs.evolve(p, state=S.FAILED, reason=msg)
-        return p, [*cmds, _alert(p, Severity.CRITICAL, msg)]
+        return p, [*cmds, alert(p, Severity.CRITICAL, msg)]
     if p.working():
         return p, cmds
     p = attrs.evolve(p, state=done)
     if p.held(Leg.A) != p.held(Leg.B) or (done is S.CLOSED and p.held(Leg.A) > 0):
-        cmds.append(_alert(p, Severity.INFO, f"dust left: A={p.held(Leg.A)} B={p.held(Leg.B)}"))
+        cmds.append(alert(p, Severity.INFO, f"dust left: A={p.held(Leg.A)} B={p.held(Leg.B)}"))
     return p, cmds
 
 
 def _settle_unwinding(p: Position) -> Result:
-    p, cmds = _cancel_increasing(p)
-    p, placed, pending = _reduce_to(p, {Leg.A: ZERO, Leg.B: ZERO}, OrderPurpose.UNWIND)
+    p, cmds = cancel_increasing(p)
+    p, placed, pending = reduce_to(p, {Leg.A: ZERO, Leg.B: ZERO}, OrderPurpose.UNWIND)
     return _finish_or_fail(p, cmds + placed, pending, S.CLOSED, "unwind")
 
 
-def _projected(p: Position, leg: Leg) -> Decimal:
-    """What ``leg`` will hold once its working reducing orders fill."""
-    return p.held(leg) - sum((o.remaining for o in p.working(leg, increases=False)), ZERO)
-
-
 def _settle_closing(p: Position) -> Result:
-    p, cmds = _cancel_increasing(p)
+    p, cmds = cancel_increasing(p)
     low = min(p.held(Leg.A), p.held(Leg.B))
     if p.working(increases=False):  # a slice is under way: keep the legs level, nothing more
-        level = max(ZERO, min(_projected(p, Leg.A), _projected(p, Leg.B)))
+        level = max(ZERO, min(projected(p, Leg.A), projected(p, Leg.B)))
     else:  # lock-step: the next slice starts when both legs finished the last one
         step_qty = p.plan.max_slice_qty
         level = p.exit_target if step_qty is None else max(p.exit_target, low - step_qty)
-    p, placed, pending = _reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.EXIT)
+    p, placed, pending = reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.EXIT)
     if placed or (p.working() and not pending):
         return p, cmds + placed
     done = S.HEDGED if p.exit_target > 0 and low > 0 else S.CLOSED
@@ -240,8 +171,8 @@ def _settle_closing(p: Position) -> Result:
 
 
 def _settle_rebalancing(p: Position) -> Result:
-    level = max(ZERO, min(_projected(p, Leg.A), _projected(p, Leg.B)))
-    p, placed, pending = _reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.REBALANCE)
+    level = max(ZERO, min(projected(p, Leg.A), projected(p, Leg.B)))
+    p, placed, pending = reduce_to(p, {Leg.A: level, Leg.B: level}, OrderPurpose.REBALANCE)
     if placed or (p.working() and not pending):
         return p, placed
     low = min(p.held(Leg.A), p.held(Leg.B))
@@ -276,7 +207,7 @@ def _enter(p: Position, e: ev.EntrySignalled, now: int) -> Result:
     qty = p.tradable(Leg.A, p.plan.leg_a.target_qty)
     if qty == 0 or p.is_dust(Leg.B, qty):
         return attrs.evolve(p, state=S.CLOSED, reason="target below the venues' minimum order"), []
-    p, cmds = _place(p, Leg.A, OrderPurpose.ENTRY, qty, e.limit_price_a)
+    p, cmds = place(p, Leg.A, OrderPurpose.ENTRY, qty, e.limit_price_a)
     p, more = _settle(attrs.evolve(p, state=S.OPENING_LEG_A), now)
     return p, cmds + more
 
@@ -309,7 +240,7 @@ def _order_event(p: Position, e: Any, now: int) -> Result:
         if p.state in _OPENING and order.purpose is OrderPurpose.HEDGE:
             msg = f"hedge {order.cid} rejected ({e.reason}); unwinding leg A"
             p = attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
-            cmds.append(_alert(p, Severity.WARNING, msg))
+            cmds.append(alert(p, Severity.WARNING, msg))
     elif isinstance(e, ev.OrderOutcomeUnknown):
         instrument = p.plan.leg(order.leg).instrument.id
         cmds.append(QueryOrder(p.id, order.leg.value, instrument, order.cid))
@@ -329,7 +260,7 @@ def _late_order_event(p: Position, e: Any, now: int) -> Result:
     p, cmds = _order_event(p, e, now)
     if (p.held(Leg.A), p.held(Leg.B)) != before:
         cmds.append(
-            _alert(p, Severity.CRITICAL, f"fill after close on {e.cid}: A={p.held(Leg.A)} B={p.held(Leg.B)}")
+            alert(p, Severity.CRITICAL, f"fill after close on {e.cid}: A={p.held(Leg.A)} B={p.held(Leg.B)}")
         )
     return p, cmds
 
@@ -340,7 +271,7 @@ def _hedge_timeout(p: Position, e: ev.HedgeTimedOut, now: int) -> Result:
         return p, []
     msg = f"hedge not filled within {p.plan.hedge_timeout_ms} ms; unwinding {diff} naked"
     p, cmds = _settle(attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
-    return p, [_alert(p, Severity.WARNING, msg), *cmds]
+    return p, [alert(p, Severity.WARNING, msg), *cmds]
 
 
 def _venue_down(p: Position, e: ev.VenueDisconnected, now: int) -> Result:
@@ -348,7 +279,7 @@ def _venue_down(p: Position, e: ev.VenueDisconnected, now: int) -> Result:
         return p, []
     msg = f"venue {e.venue} disconnected while opening ({e.reason}); unwinding"
     p, cmds = _settle(attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
-    return p, [_alert(p, Severity.WARNING, msg), *cmds]
+    return p, [alert(p, Severity.WARNING, msg), *cmds]
 
 
 def _resync(p: Position, e: ev.ResyncRequested, now: int) -> Result:
@@ -382,7 +313,7 @@ def _venue_fill(p: Position, e: ev.VenueFillReceived, now: int) -> Result:
     p = attrs.evolve(p, **{field: getattr(p, field) + signed}, trade_keys=p.trade_keys | {key})
     kind = fill.venue_generated.value if fill.venue_generated else "venue"
     msg = f"{kind} fill on leg {leg.value}: {fill.side.value} {fill.quantity} @ {fill.price}"
-    cmds: list[Command] = [_alert(p, Severity.CRITICAL, msg)]
+    cmds: list[Command] = [alert(p, Severity.CRITICAL, msg)]
     if p.state in _OPENING:
         p = attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
     elif p.state is S.HEDGED:
@@ -398,7 +329,7 @@ def _drift(p: Position, e: ev.PositionDrifted, now: int) -> Result:
         return p, []
     field = "venue_delta_a" if leg is Leg.A else "venue_delta_b"
     p = attrs.evolve(p, **{field: getattr(p, field) + delta})
-    cmds: list[Command] = [_alert(p, Severity.WARNING, f"leg {leg.value} drifted by {delta}")]
+    cmds: list[Command] = [alert(p, Severity.WARNING, f"leg {leg.value} drifted by {delta}")]
     if p.state is S.HEDGED:
         p = attrs.evolve(p, state=S.REBALANCING, reason="drift")
     elif p.state in _OPENING:  # the venue disagrees with us mid-entry: stop adding, flatten
@@ -432,7 +363,7 @@ def _give_up(p: Position, e: ev.CleanupExpired, now: int) -> Result:
         return p, []
     msg = f"clean-up expired ({e.reason}) in {p.state.name}: A={p.held(Leg.A)} B={p.held(Leg.B)}, an operator takes over"
     p = attrs.evolve(p, state=S.FAILED, reason=msg)
-    return p, [_alert(p, Severity.CRITICAL, msg)]
+    return p, [alert(p, Severity.CRITICAL, msg)]
 
 
 def _resolve(p: Position, e: ev.OperatorResolved, now: int) -> Result:
