@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from fundarb.core._checks import _finite, _non_empty, _non_negative, _optional, _positive, _timestamp
 from fundarb.core.errors import InvalidOrder, InvalidValue
 
 __all__ = [
@@ -156,50 +157,6 @@ def to_decimal(value: Any, name: str = "value") -> Decimal:
     if not d.is_finite():
         raise InvalidValue(f"{name}: not finite: {value!r}")
     return d
-
-
-# --- validators -----------------------------------------------------------------------------------
-
-
-# Validators run on every decoded frame (the market-data hot path): one type test and one
-# comparison each, no nested calls; only the failing path builds a message.
-
-
-def _finite(_inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if type(value) is not Decimal or not value.is_finite():
-        raise InvalidValue(f"{attribute.name}: must be a finite Decimal, got {value!r}")
-
-
-def _positive(inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if type(value) is not Decimal or not value.is_finite() or value <= 0:
-        _finite(inst, attribute, value)
-        raise InvalidValue(f"{attribute.name}: must be > 0, got {value}")
-
-
-def _non_negative(inst: Any, attribute: attrs.Attribute[Any], value: Decimal) -> None:
-    if type(value) is not Decimal or not value.is_finite() or value < 0:
-        _finite(inst, attribute, value)
-        raise InvalidValue(f"{attribute.name}: must be >= 0, got {value}")
-
-
-def _optional(validator: Any) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None:
-            validator(inst, attribute, value)
-
-    return check
-
-
-def _timestamp(_inst: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if type(value) is not int or value < 0:
-        raise InvalidValue(
-            f"{attribute.name}: must be a non-negative int of ms since the epoch, got {value!r}"
-        )
-
-
-def _non_empty(_inst: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidValue(f"{attribute.name}: must be a non-empty string, got {value!r}")
 
 
 # --- instruments ----------------------------------------------------------------------------------
