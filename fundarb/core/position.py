@@ -17,10 +17,7 @@ checked when the module loads (:func:`validate_table`) and drawn into ``statecha
 The machine's promise (checked by the property tests): outside HEDGED and CLOSED, whenever the
 legs' held quantities differ by more than venue dust, an order that reduces the difference is
 working, or the position is FAILED and an alert was emitted.
-
->>> from fundarb.core.events import EntrySignalled
->>> pos = Position(plan)                                               # doctest: +SKIP
->>> pos, commands = step(pos, EntrySignalled(Decimal("30000")), now_ms=0)  # doctest: +SKIP
+Example: ``step(Position(plan), EntrySignalled(price), now_ms)`` -> (OPENING_LEG_A, [PlaceOrder]).
 """
 
 from __future__ import annotations
