@@ -40,6 +40,7 @@ from fundarb.core.model import (
 )
 from fundarb.core.position import PositionState
 from fundarb.core.position_model import LegSpec, PositionPlan
+from fundarb.engine.app import tune_gc
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager
 from fundarb.journal import open_journal
@@ -174,6 +175,7 @@ async def run(n: int, database_url: str | None) -> None:
             manager = PositionManager({"binance": venue}, journal, EngineClock.start())  # type: ignore[dict-item]
             await nursery.start(manager.run)
             nursery.start_soon(watchdog, stalls)
+            tune_gc()  # as the engine does once it has started
             for i in range(n):
                 pid = f"b{i}"
                 plan = PositionPlan(
