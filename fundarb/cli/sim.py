@@ -12,20 +12,20 @@ the wall clock and runs at ``--speed`` (default 1, whatever the scenario says): 
 their wall clock, and at speed X > 1 the server's clock pulls away from it (the adapter then
 re-syncs on every -1021).
 
-``sim run SCENARIO [...]`` is ``fundarb.sim.scenario_cli`` (its arguments and ``main``) when that
-module exists, else exit 2 "not available yet".
+``sim run SCENARIO [--seed N] [--json]`` is :mod:`fundarb.sim.scenario_cli` (its arguments and
+``main``): the engine against a fault-injection scenario, with its invariants checked.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
 import os
 import signal
 import sys
 import time
-from typing import Any
+
+from fundarb.sim import scenario_cli
 
 HELP = "simulator: `serve` a venue-compatible loopback server, `run` a scenario"
 
@@ -44,22 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--speed", type=float, default=None, help="sim seconds per real second (default 1)")
     serve.add_argument("--step-ms", type=int, default=1000, help="market step in sim ms (stream cadence)")
     serve.add_argument("--scenario", metavar="FILE", help="scenario file: its market, speed and faults")
-    run = sub.add_parser("run", help="run a fault-injection scenario (fundarb.sim.scenario_cli)")
-    runner = _scenario_cli()
-    if runner is not None:
-        runner.add_arguments(run)
-    else:
-        run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the scenario runner")
-
-
-def _scenario_cli() -> Any:
-    """``fundarb.sim.scenario_cli`` or None when it does not exist."""
-    try:
-        return importlib.import_module("fundarb.sim.scenario_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "fundarb.sim.scenario_cli":
-            raise
-        return None
+    run = sub.add_parser("run", help="run the engine against a fault-injection scenario and check it")
+    scenario_cli.add_arguments(run)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,12 +60,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Delegate to ``fundarb.sim.scenario_cli.main(args)`` (exit 2 while it does not exist)."""
-    module = _scenario_cli()
-    if module is None:
-        print("fundarb sim run: not available yet", file=sys.stderr)
-        return 2
-    return int(module.main(args))
+    """Run a scenario (:func:`fundarb.sim.scenario_cli.main`)."""
+    return int(scenario_cli.main(args))
 
 
 def _is_loopback(host: str) -> bool:
