@@ -383,6 +383,10 @@ class StreamRunner:
             if margin:
                 method, params = "userDataStream.subscribe.listenToken", {"listenToken": token[0]}
             else:
+                if rest.clocks[Family.SPOT].is_stale(rest.wall_ms(), 3_600_000):
+                    # the signature's timestamp must be in the venue's recvWindow: measure the
+                    # spot clock first if it was never synced (or not for an hour)
+                    await rest.sync_clock(Family.SPOT)
                 params = {"apiKey": creds.api_key, "timestamp": rest.venue_time_ms(Family.SPOT)}
                 params["signature"] = sign(creds.secret.reveal(), ws_api_payload(params))
                 method = "userDataStream.subscribe.signature"
