@@ -37,7 +37,7 @@ async def test_user_data_subscribes_with_a_skewed_local_clock(clock: trio.testin
                 reconnect=FAST,
                 call_timeout=5.0,
             )
-            send, receive = trio.open_memory_channel[VenueEvent](100)
+            send, _receive = trio.open_memory_channel[VenueEvent](100)
             await nursery.start(venue.run_user_data, send)  # raises if the subscription keeps failing
             quote = await venue.quote(SPOT)
             assert quote.bid < quote.ask
