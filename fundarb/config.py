@@ -148,6 +148,20 @@ _POSITIVE = _between(0, None)
 _D, _B, _F, _SEC = "decimal", "0/1", "seconds", "secret"
 
 
+def _loopback_urls(value: str) -> None:
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].startswith("http://") or not parts[1].startswith("ws://"):
+        raise ValueError(
+            "must be 'http://HOST:PORT ws://HOST:PORT' (the first line `fundarb sim serve` prints)"
+        )
+    for url in parts:
+        host = url.split("://", 1)[1].rsplit(":", 1)[0]
+        if host not in ("127.0.0.1", "localhost", "[::1]"):
+            raise ValueError(
+                f"{host} is not a loopback address: only a local simulator may stand in for Binance"
+            )
+
+
 def _v(suffix: str, path: str, type_: Any, kind: str, default: str | None, doc: str, **kw: Any) -> Variable:
     return Variable(PREFIX + suffix, tuple(path.split(".")), type_, kind, default, doc, **kw)
 
@@ -166,6 +180,9 @@ VARIABLES: tuple[Variable, ...] = (
     _v("BINANCE_API_SECRET", "credentials.binance_api_secret", Secret, _SEC, None,
        "Binance API secret", secret=True),
     _v("BINANCE_TESTNET", "binance_testnet", bool, _B, "0", "use Binance's testnet endpoints (not in live mode)"),
+    _v("BINANCE_LOOPBACK", "binance_loopback", str, "http://127.0.0.1:P ws://127.0.0.1:Q", None,
+       "testnet mode only: trade a `fundarb sim serve --venue binance` at these loopback URLs",
+       check=_loopback_urls),
     _v("BYBIT_API_KEY", "credentials.bybit_api_key", Secret, _SEC, None, "Bybit API key", secret=True),
     _v("BYBIT_API_SECRET", "credentials.bybit_api_secret", Secret, _SEC, None, "Bybit API secret",
        secret=True),
@@ -383,6 +400,8 @@ def _cross_checks(values: Mapping[str, Any]) -> list[Problem]:
                 "BINANCE_TESTNET",
                 "live mode cannot use testnet endpoints: unset it or use FUNDARB_MODE=testnet",
             )
+        if have("BINANCE_LOOPBACK") and get("BINANCE_LOOPBACK"):
+            add("BINANCE_LOOPBACK", "live mode cannot trade a loopback simulator: use FUNDARB_MODE=testnet")
         for venue in venues:
             for field in REQUIRED_KEYS.get(venue, ()):
                 name = field.upper()

@@ -153,6 +153,7 @@ class Config:
     venues: tuple[str, ...]
     symbols: tuple[str, ...]
     binance_testnet: bool
+    binance_loopback: str | None = None  # "http://127.0.0.1:P ws://127.0.0.1:Q": a local simulator
     database_url: DatabaseUrl | None  # None: the embedded SQLite journal under data_dir
     data_dir: Path
     log_level: str

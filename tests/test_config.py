@@ -415,3 +415,24 @@ def test_ops_env_example_lists_every_variable_and_is_valid() -> None:
     assert set(environ) == {v.name for v in VARIABLES}
     assert all(environ[v.name] == "" for v in VARIABLES if v.secret), "the example must hold no secrets"
     assert load_config(environ).mode is Mode.PAPER
+
+
+def test_binance_loopback_is_loopback_only_and_never_live() -> None:
+    from fundarb.engine.venues import loopback_urls
+
+    base = {
+        "FUNDARB_MODE": "testnet",
+        "FUNDARB_VENUES": "binance",
+        "FUNDARB_BINANCE_API_KEY": "sim-key",
+        "FUNDARB_BINANCE_API_SECRET": "sim-secret",
+    }
+    cfg = load_config({**base, "FUNDARB_BINANCE_LOOPBACK": "http://127.0.0.1:5000 ws://127.0.0.1:5001"})
+    urls = loopback_urls(cfg.binance_loopback)
+    assert urls.futures == "http://127.0.0.1:5000" and urls.spot_ws_api == "ws://127.0.0.1:5001/ws-api/v3"
+    with pytest.raises(ConfigError, match="not a loopback address"):
+        load_config({**base, "FUNDARB_BINANCE_LOOPBACK": "http://api.example.com:443 ws://127.0.0.1:1"})
+    with pytest.raises(ConfigError, match="must be 'http"):
+        load_config({**base, "FUNDARB_BINANCE_LOOPBACK": "127.0.0.1:5000"})
+    live = {**base, "FUNDARB_MODE": "live", "FUNDARB_LIVE_CONFIRM": "yes"}
+    with pytest.raises(ConfigError, match="live mode cannot trade a loopback"):
+        load_config({**live, "FUNDARB_BINANCE_LOOPBACK": "http://127.0.0.1:5000 ws://127.0.0.1:5001"})

@@ -7,6 +7,7 @@ import datetime
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -15,9 +16,20 @@ from fundarb.core.model import Instrument
 from fundarb.venues.errors import VenueError
 from fundarb.venues.protocol import Venue
 
-__all__ = ["instruments_with_retry", "open_venues", "paper_venue"]
+__all__ = ["instruments_with_retry", "loopback_urls", "open_venues", "paper_venue"]
+
+if TYPE_CHECKING:
+    from fundarb.venues.binance import BaseUrls
 
 log = logging.getLogger("fundarb.venues")
+
+
+def loopback_urls(banner: str) -> BaseUrls:
+    """Binance routes of a local ``fundarb sim serve --venue binance`` (its ``http:// ws://`` line)."""
+    from fundarb.venues.binance import BaseUrls
+
+    http, ws = banner.split()
+    return BaseUrls(spot=http, futures=http, spot_stream=ws, spot_ws_api=f"{ws}/ws-api/v3", futures_stream=ws)
 
 
 def paper_venue(config: Config) -> Venue:
@@ -56,6 +68,7 @@ async def open_venues(config: Config) -> AsyncIterator[dict[str, Venue]]:
                 venues["binance"] = BinanceVenue(
                     Credentials(creds.key.reveal(), creds.secret.reveal()),
                     testnet=config.uses_testnet("binance"),
+                    base_urls=loopback_urls(config.binance_loopback) if config.binance_loopback else None,
                     call_timeout=config.execution.order_timeout,
                     watchdog=config.execution.ws_watchdog,
                 )
