@@ -3,7 +3,6 @@ when live (or testnet) trading is configured and explicitly enabled."""
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,21 +33,15 @@ def loopback_urls(banner: str) -> BaseUrls:
 
 def paper_venue(config: Config) -> Venue:
     """The simulated venue replaying real history from ``FUNDARB_SIM_START``, time-accelerated."""
-    from fundarb.sim.exchange import SimExchange
-    from fundarb.sim.instruments import default_instruments
-    from fundarb.sim.replay import ReplayDriver
-    from fundarb.sim.venue import DEFAULT_BALANCES, SimVenue
+    from fundarb.sim.venue import SimVenue
 
-    start = datetime.datetime.combine(config.sim.start, datetime.time(), datetime.UTC)
-    start_ms = int(start.timestamp() * 1000)
-    driver = ReplayDriver.from_data(
-        config.symbols, data_dir=config.sim.data, seed=config.sim.seed, start_ms=start_ms
+    return SimVenue.from_replay(
+        symbols=config.symbols,
+        start_ms=config.sim.start_ms,
+        speed=config.sim.speed,
+        seed=config.sim.seed,
+        data_dir=config.sim.data,
     )
-    exchange = SimExchange(
-        default_instruments("sim", tuple(sorted(driver.symbols))), venue="sim", seed=config.sim.seed
-    )
-    exchange.open_account("main", DEFAULT_BALANCES)
-    return SimVenue(exchange, driver, start_ms=max(start_ms, driver.start_ms), speed=config.sim.speed)
 
 
 @asynccontextmanager

@@ -15,9 +15,8 @@ while no stream is running are not replayed: REST queries are the truth, as on a
 
 from __future__ import annotations
 
-import datetime
 import math
-import os
+import pathlib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -46,7 +45,7 @@ from fundarb.sim.instruments import default_instruments
 from fundarb.venues.errors import OrderRejected, VenueUnavailable
 from fundarb.venues.protocol import EventSender
 
-__all__ = ["DEFAULT_BALANCES", "SIM_EPOCH_MS", "SimVenue", "SimVenueStatistics", "parse_sim_start"]
+__all__ = ["DEFAULT_BALANCES", "SIM_EPOCH_MS", "SimVenue", "SimVenueStatistics"]
 
 #: 2023-01-01T00:00:00Z, the default start of sim time
 SIM_EPOCH_MS = 1_672_531_200_000
@@ -64,19 +63,6 @@ class SimVenueStatistics:
     last_step_ms: int | None
     subscribers: int
     speed: float
-
-
-def parse_sim_start(text: str) -> int:
-    """``FUNDARB_SIM_START`` (``2023-01-01`` or ``2023-01-01T08:00:00Z``; empty: 2023-01-01) -> ms."""
-    if not text.strip():
-        return SIM_EPOCH_MS
-    try:
-        dt = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"FUNDARB_SIM_START: expected an ISO date like 2023-01-01, got {text!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.UTC)
-    return int(dt.timestamp() * 1000)
 
 
 class _Subscriber:
@@ -150,10 +136,10 @@ class SimVenue:
         cls,
         *,
         symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT"),
-        start_ms: int | None = None,
-        speed: float | None = None,
+        start_ms: int = SIM_EPOCH_MS,
+        speed: float = 60.0,
         seed: int = 0,
-        data_dir: str | None = None,
+        data_dir: str | pathlib.Path | None = None,
         data_venue: str = "binance",
         interval: str = "8h",
         venue: str = "sim",
@@ -162,27 +148,19 @@ class SimVenue:
         funding_noise: float = 0.0,
         step_ms: int = 60_000,
     ) -> SimVenue:
-        """Paper mode: replay real history (vendored data by default) time-accelerated.
-
-        ``start_ms`` defaults to ``FUNDARB_SIM_START`` (ISO date, default 2023-01-01) and ``speed``
-        to ``FUNDARB_SIM_SPEED`` (sim seconds per second, default 60).
+        """Paper mode: replay real history (vendored data by default) from ``start_ms``,
+        ``speed`` sim seconds per second. The engine passes ``FUNDARB_SIM_START``/``_SPEED`` from
+        its configuration (:func:`fundarb.engine.venues.paper_venue`); nothing is read here.
         """
         from fundarb.sim.replay import ReplayDriver  # numpy and the loader only when replaying
 
-        start = start_ms if start_ms is not None else parse_sim_start(os.environ.get("FUNDARB_SIM_START", ""))
-        if speed is None:
-            raw = os.environ.get("FUNDARB_SIM_SPEED", "60")
-            try:
-                speed = float(raw)
-            except ValueError:
-                raise ValueError(f"FUNDARB_SIM_SPEED: expected a number, got {raw!r}") from None
         driver = ReplayDriver.from_data(
             symbols,
             data_dir=data_dir,
             venue=data_venue,
             interval=interval,
             seed=seed,
-            start_ms=start,
+            start_ms=start_ms,
             step_ms=step_ms,
             funding_noise=funding_noise,
         )
@@ -190,7 +168,7 @@ class SimVenue:
             default_instruments(venue, tuple(sorted(symbols))), venue=venue, config=config, seed=seed
         )
         ex.open_account("main", DEFAULT_BALANCES if balances is None else balances)
-        return cls(ex, driver, start_ms=driver.start_ms, speed=speed, step_ms=step_ms)
+        return cls(ex, driver, start_ms=max(start_ms, driver.start_ms), speed=speed, step_ms=step_ms)
 
     # --- time ----------------------------------------------------------------------------------
 
