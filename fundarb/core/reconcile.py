@@ -38,7 +38,7 @@ the base asset makes it hold slightly less.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 
 import attrs
@@ -121,6 +121,7 @@ class DiffKind(enum.Enum):
     REPLAY_MISMATCH = "replay-mismatch"
     VENUE_UNAVAILABLE = "venue-unavailable"
     UNRECONCILABLE = "unreconcilable"
+    RESERVED_ORDER = "reserved-order"
 
 
 @attrs.frozen
@@ -166,6 +167,8 @@ class _Work:
     failed: dict[str, str] = attrs.Factory(dict)
     diffs: list[Difference] = attrs.Factory(list)
     drifts: dict[str, list[tuple[str, Leg, Decimal, str]]] = attrs.Factory(dict)
+    unconfirmed: frozenset[str] = frozenset()
+    reserving: frozenset[str] = frozenset()  # positions with unconfirmed reserved hedge ids
 
     def live(self, pid: str) -> Position | None:
         """The position ``pid`` if it is still open and not given up on."""
@@ -201,14 +204,20 @@ def reconcile(
     now_ms: int,
     *,
     mismatches: Mapping[str, str] | None = None,
+    unconfirmed: Collection[str] = (),
 ) -> Reconciliation:
     """Compare journal-derived ``positions`` (by id, any state) with each venue's snapshot.
 
     ``snapshots`` maps a venue name to its snapshot, or to the reason it could not be read;
     ``mismatches`` are positions whose journal did not replay (from
-    :func:`fundarb.engine.recovery.fold_journal`). Pure and deterministic.
+    :func:`fundarb.engine.recovery.fold_journal`); ``unconfirmed`` are reserved hedge client ids
+    the journal does not show (hedges that may have been sent, unjournaled, just before a crash:
+    their positions look them up and adopt them, so they are neither orphans nor drift).
+    Pure and deterministic.
     """
-    w = _Work(dict(positions), now_ms)
+    ids = frozenset(unconfirmed)
+    reserving = frozenset(pid for pid in map(owner_of, ids) if pid is not None)
+    w = _Work(dict(positions), now_ms, unconfirmed=ids, reserving=reserving)
     for pid, why in sorted((mismatches or {}).items()):
         p = positions.get(pid)
         venue = p.plan.leg_a.instrument.id.venue if p is not None else "?"
@@ -256,6 +265,9 @@ def _orders(w: _Work, snap: VenueSnapshot) -> None:
             continue
         p = w.positions.get(pid)
         tracked = p.order(cid) if p is not None else None
+        if tracked is None and cid in w.unconfirmed:
+            _reserved(w, snap.venue, pid, cid, f"working ({u.status.value}, filled {u.filled_qty})")
+            continue
         if p is None or tracked is None or p.state is S.CLOSED or not tracked.working:
             why = (
                 "no journaled position owns it"
@@ -316,6 +328,9 @@ def _fills(w: _Work, snap: VenueSnapshot) -> None:
         if pid is None:
             continue  # someone else's trade on this account: balances show it if it matters
         p = w.positions.get(pid)
+        if cid in w.unconfirmed and p is not None and p.order(cid) is None:
+            _reserved(w, snap.venue, pid, cid, f"filled {desc}")
+            continue
         if p is None or p.order(cid) is None:
             w.diff(
                 DiffKind.UNOWNED_FILL,
@@ -472,14 +487,27 @@ def _spot(w: _Work, snap: VenueSnapshot) -> None:
             _settle_mismatch(w, snap.venue, inst, group, sign * have, what)
 
 
+def _reserved(w: _Work, venue: str, pid: str, cid: str, what: str) -> None:
+    w.diff(
+        DiffKind.RESERVED_ORDER,
+        venue,
+        f"{cid} {what}: a reserved hedge sent before the crash and not journaled; its position adopts it",
+        position_id=pid,
+        client_order_id=cid,
+    )
+
+
 def _band(w: _Work, legs: list[tuple[str, Leg]]) -> tuple[Decimal, Decimal]:
     """The signed range the venue may hold for ``legs`` once their orders of unknown outcome
-    (sent, working or unanswered) are settled: each may fill anywhere from nothing to all of it."""
+    (sent, working or unanswered) are settled: each may fill anywhere from nothing to all of it.
+    A position with unconfirmed reserved hedges may hold up to its full plan on each leg."""
     low = high = ZERO
     for pid, leg in legs:
         p = w.positions[pid]
         sign = _sign(p.plan.leg(leg).side)
         up, down = _remaining(p, leg, True), _remaining(p, leg, False)
+        if pid in w.reserving:
+            up = max(up, p.plan.leg(leg).target_qty - p.held(leg))
         a, b = sign * (p.held(leg) - down), sign * (p.held(leg) + up)
         low, high = low + min(a, b), high + max(a, b)
     return low, high

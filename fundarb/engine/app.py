@@ -171,8 +171,7 @@ class Engine:
             startup = await reconcile_on_start(self.journal, self.venues, records, self.clock)
             self.reconciliation = startup
             recovered = startup.recovered
-            for position in recovered.open():
-                await self.manager.adopt_position(position)
+            await self.manager.adopt_recovered(recovered)
             startup.deliver(self.manager.runners)
             if startup.halt_reason:
                 self.halted = startup.halt_reason

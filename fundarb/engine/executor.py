@@ -13,6 +13,7 @@ without the user-data stream.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
@@ -34,6 +35,7 @@ from fundarb.venues.protocol import Venue
 __all__ = ["CommandExecutor", "ExecutorSettings", "event_for_error"]
 
 Deliver = Callable[[object], None]
+log = logging.getLogger("fundarb.executor")
 
 
 @attrs.frozen
@@ -75,15 +77,43 @@ class CommandExecutor:
     on_sent: Callable[[PlaceOrder], None] | None = None
     rest_fallback: bool = False
     since_ms: int = 0  # fills older than this are not ours to look at (the position's start)
+    unconfirmed: set[str] = attrs.Factory(set)  # ids that may have been sent before a restart
 
     def _venue(self, instrument: InstrumentId) -> Venue:
         return self.venues[instrument.venue]
+
+    async def _sent_before(self, cmd: PlaceOrder) -> bool:
+        """For an id that may have been sent before a restart: if the venue has it, report it and
+        return True (it must not be sent twice); False when the venue has no such order."""
+        req = cmd.request
+        cid = req.client_order_id
+        self.unconfirmed.discard(cid)
+        try:
+            with trio.fail_after(self.settings.order_timeout):
+                found = await self._venue(req.instrument).query_order(req.instrument, cid)
+        except OrderNotFound:
+            return False
+        except (VenueError, trio.TooSlowError) as e:  # cannot tell: the machine queries until it can
+            self.deliver(ev.OrderOutcomeUnknown(cid, f"may have been sent before the restart ({e})"))
+            return True
+        if found.side is not req.side or found.quantity != req.quantity:
+            log.critical(
+                "%s was sent before the restart as %s %s, now wanted as %s %s: tracking the venue's order",
+                cid, found.side.value, found.quantity, req.side.value, req.quantity,
+            )  # fmt: skip
+        else:
+            log.warning("%s was sent before the restart: adopting it, not sending it again", cid)
+        self.deliver(ev.OrderAccepted(cid, found.venue_order_id))
+        await self._report(req.instrument, cid)
+        return True
 
     async def place(self, cmd: PlaceOrder) -> None:
         """Send an order; deliver its acknowledgement, rejection or unknown outcome."""
         req = cmd.request
         cid = req.client_order_id
         venue = self._venue(req.instrument)
+        if self.unconfirmed and cid in self.unconfirmed and await self._sent_before(cmd):
+            return
         if self.on_sent is not None:
             self.on_sent(cmd)
         try:

@@ -36,6 +36,7 @@ from fundarb.engine.clock import EngineClock
 from fundarb.engine.executor import ExecutorSettings
 from fundarb.engine.position_runner import CleanupReason, PositionRunner
 from fundarb.engine.records import PositionOpened
+from fundarb.engine.recovery import Recovered
 from fundarb.engine.telemetry import NULL_TELEMETRY, Telemetry
 from fundarb.journal.base import Entry, Journal
 from fundarb.venues.protocol import Venue
@@ -146,13 +147,29 @@ class PositionManager:
         self.runners[runner.id] = runner
         await self._nursery.start(self._supervise, runner)
 
-    async def adopt_position(self, position: Position) -> PositionRunner:
-        """Run a recovered position and have it re-read its orders from the venues."""
+    async def adopt_position(
+        self, position: Position, *, reserved_through: int = 0, unconfirmed: Iterable[str] = ()
+    ) -> PositionRunner:
+        """Run a recovered position and have it re-read its orders from the venues.
+
+        ``reserved_through`` and ``unconfirmed`` come from the journal's hedge reservation
+        (:meth:`fundarb.engine.recovery.Recovered.unconfirmed`)."""
         runner = self._runner(position)
+        runner.reserved_through = reserved_through
+        runner.unconfirmed.update(unconfirmed)
         await self.adopt(runner)
         if position.state not in (S.CLOSED, S.FAILED, S.PLANNED):
             runner.deliver(ev.ResyncRequested("recovered after restart"))
         return runner
+
+    async def adopt_recovered(self, recovered: Recovered) -> None:
+        """Run every open position of ``recovered``, with its hedge reservation."""
+        for position in recovered.open():
+            await self.adopt_position(
+                position,
+                reserved_through=recovered.reserved.get(position.id, 0),
+                unconfirmed=recovered.unconfirmed(position.id),
+            )
 
     async def _supervise(self, runner: PositionRunner, *, task_status: trio.TaskStatus[None]) -> None:
         started = False

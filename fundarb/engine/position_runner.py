@@ -5,6 +5,13 @@ The loop is the h11 pattern: take an event, ``step()`` the pure machine, make th
 its commands durable in the journal (journal before act), then start each command in the
 position's command nursery under its deadline. Command outcomes come back as events.
 
+One exception keeps the hedge off the fsync: a step whose only placements are hedges with client
+ids inside the position's durable :class:`~fundarb.engine.records.HedgeIdsReserved` reservation
+(journaled with leg A's entry) queues its records and acts at once. The hedges' intent, ids
+included, was durable before they were sent; after a crash, recovery hands the reserved ids the
+journal does not show to :attr:`PositionRunner.unconfirmed`, and each is looked up at the venue
+before it is used.
+
 When the scope is cancelled (a venue connection died, shutdown, a bug elsewhere) the
 ``finally`` clause runs :meth:`PositionRunner.clean_up` inside ``trio.move_on_after(...,
 shield=True)``: resting orders are cancelled and unhedged quantity is flattened over REST,
@@ -22,12 +29,19 @@ import attrs
 import trio
 
 from fundarb.core import events as ev
+from fundarb.core.client_ids import parse_client_order_id
 from fundarb.core.commands import Alert, ArmTimer, CancelOrder, Command, OrderPurpose, PlaceOrder, QueryOrder
 from fundarb.core.position import Position, PositionState, step
 from fundarb.core.position_model import Leg
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.executor import CommandExecutor, ExecutorSettings
-from fundarb.engine.records import AlertRaised, ExposureMeasured, HedgeGapMeasured, PositionStepped
+from fundarb.engine.records import (
+    AlertRaised,
+    ExposureMeasured,
+    HedgeGapMeasured,
+    HedgeIdsReserved,
+    PositionStepped,
+)
 from fundarb.engine.telemetry import NULL_TELEMETRY, Telemetry
 from fundarb.journal.base import Entry, Journal
 from fundarb.venues.protocol import Venue
@@ -38,6 +52,9 @@ log = logging.getLogger("fundarb.position")
 
 S = PositionState
 _SETTLED = (S.HEDGED, S.CLOSED, S.FAILED, S.PLANNED)
+HEDGE_RESERVATION = 8
+"""Client-id counters reserved for hedges ahead of their own records (renewed at half)."""
+_HEDGING = (S.OPENING_LEG_A, S.HEDGE_PENDING)
 
 
 class CleanupReason:
@@ -64,6 +81,10 @@ class PositionRunner:
     naked_notional_seconds: float = 0.0
     worst_naked_notional: float = 0.0
     alerts: list[Alert] = attrs.Factory(list)
+    reserved_through: int = 0
+    """Hedges with client-id counters up to this may be sent before their records are durable."""
+    unconfirmed: set[str] = attrs.Factory(set)
+    """Client ids that may have been sent before a restart: looked up before they are placed."""
     _send: trio.MemorySendChannel[object] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[object] = attrs.field(init=False)
     _last_ms: int | None = attrs.field(init=False, default=None)
@@ -119,15 +140,30 @@ class PositionRunner:
     async def apply(self, event: object, commands: trio.Nursery, *, rest_fallback: bool) -> None:
         """Step the machine, journal the step and its commands, then start the commands."""
         received = trio.current_time()
+        cid = getattr(event, "cid", None)
+        if cid is not None and cid in self.unconfirmed and self.position.order(cid) is None:
+            # a report of a hedge sent just before a restart, before this position re-minted it:
+            # its placement looks it up at the venue and adopts it then
+            log.warning(
+                "position %s: report for %s before it is re-issued: deferred to its lookup", self.id, cid
+            )
+            return
         now = self.clock.now_ms()
         self._account_exposure(now)
         new, cmds = step(self.position, event, now)  # type: ignore[arg-type]
-        for c in cmds:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
-            if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE:
-                self._hedge_triggered[c.request.client_order_id] = received
         entries = [Entry(PositionStepped(event, now, new.state.value), now, self.id)]  # type: ignore[arg-type]
         entries += [Entry(c, now, self.id) for c in cmds if not isinstance(c, ArmTimer)]
-        await self.journal.append(entries)  # durable before any command is acted on
+        hedges = [c for c in cmds if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE]
+        for c in hedges:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
+            self._hedge_triggered[c.request.client_order_id] = received
+        if not rest_fallback and hedges and self._reserved(cmds):
+            await self._queue(entries)  # their intent is durable already: act now
+        else:
+            through = self._renewal(new)
+            if through:
+                entries.append(Entry(HedgeIdsReserved(through), now, self.id))
+            await self.journal.append(entries)  # durable before any command is acted on
+            self.reserved_through = max(self.reserved_through, through)
         old_state, self.position = self.position.state, new
         if new.state is not old_state:
             self.telemetry.state_changed(self.id, old_state.value, new.state.value)
@@ -136,9 +172,39 @@ class PositionRunner:
         self._stepped.set()
         self._stepped = trio.Event()
 
+    def _reserved(self, cmds: list[Command]) -> bool:
+        """True when every placement in ``cmds`` is a hedge inside the durable reservation."""
+        for c in cmds:
+            if isinstance(c, PlaceOrder):
+                parsed = parse_client_order_id(c.request.client_order_id)
+                if c.purpose is not OrderPurpose.HEDGE or parsed is None or parsed[2] > self.reserved_through:
+                    return False
+        return True
+
+    def _renewal(self, new: Position) -> int:
+        """The counter to reserve hedges through with this durable append, or 0 for no change."""
+        if new.state not in _HEDGING or new.next_seq + HEDGE_RESERVATION // 2 <= self.reserved_through:
+            return 0
+        return new.next_seq - 1 + HEDGE_RESERVATION
+
+    async def _queue(self, entries: list[Entry]) -> None:
+        """Queue ``entries`` for the batched writer; append durably what cannot be queued."""
+        for i, entry in enumerate(entries):
+            try:
+                self.journal.append_nowait(entry)
+            except Exception as e:  # full (or a bug): the durable path raises what it must
+                log.warning("position %s: queueing failed (%s); appending durably", self.id, e)
+                await self.journal.append(entries[i:])
+                return
+
     def _start(self, cmd: Command, commands: trio.Nursery, rest_fallback: bool) -> None:
         executor = CommandExecutor(
-            self.venues, self.deliver, self.executor_settings, self._on_sent, rest_fallback
+            self.venues,
+            self.deliver,
+            self.executor_settings,
+            self._on_sent,
+            rest_fallback,
+            unconfirmed=self.unconfirmed,
         )
         if isinstance(cmd, PlaceOrder):
             commands.start_soon(executor.place, cmd)

@@ -209,7 +209,10 @@ def reconcile_journal(
 ) -> tuple[Recovered, Reconciliation]:
     """Pure: fold ``records`` and reconcile them with ``snapshots`` (what ``fundarb reconcile`` shows)."""
     recovered = fold_journal(list(records))
-    return recovered, reconcile(recovered.positions, snapshots, now_ms, mismatches=recovered.mismatches)
+    unconfirmed = {cid for pid in recovered.positions for cid in recovered.unconfirmed(pid)}
+    return recovered, reconcile(
+        recovered.positions, snapshots, now_ms, mismatches=recovered.mismatches, unconfirmed=unconfirmed
+    )
 
 
 async def reconcile_on_start(
@@ -225,7 +228,10 @@ async def reconcile_on_start(
     now = clock.now_ms()
     recovered = fold_journal(list(records))
     snapshots = await read_snapshots(venues, recovered, now, call_timeout=call_timeout, attempts=attempts)
-    result = reconcile(recovered.positions, snapshots, now, mismatches=recovered.mismatches)
+    unconfirmed = {cid for pid in recovered.positions for cid in recovered.unconfirmed(pid)}
+    result = reconcile(
+        recovered.positions, snapshots, now, mismatches=recovered.mismatches, unconfirmed=unconfirmed
+    )
     open_count = len(recovered.open())
     report = ReconcileReported(tuple(sorted(venues)), open_count, result.differences, result.needs_ack)
     entries = [Entry(report, now)]

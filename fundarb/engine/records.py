@@ -21,7 +21,7 @@ from fundarb.core.position_model import LegSpec, PositionPlan
 from fundarb.journal import projections as pj
 from fundarb.journal.codec import CODEC
 
-__all__ = ["TAGS", "AlertRaised", "EngineStarted", "PositionOpened", "PositionStepped"]
+__all__ = ["TAGS", "AlertRaised", "EngineStarted", "HedgeIdsReserved", "PositionOpened", "PositionStepped"]
 
 
 @attrs.frozen
@@ -38,6 +38,20 @@ class PositionStepped:
     event: ev.Event
     now_ms: int
     state: str
+
+
+@attrs.frozen
+class HedgeIdsReserved:
+    """Hedge orders of this position may be sent with client-id counters up to ``through`` before
+    their own records are durable (the records are queued and written in the next batch).
+
+    This is the durable intent for those hedges: written with the step that makes them possible
+    (leg A's entry), so a leg-A fill is hedged without waiting for an fsync. After a crash, every
+    id in the reservation that the journal does not show is looked up at the venue before it is
+    used (:mod:`fundarb.engine.executor`), so a hedge sent but not journaled is found, not doubled.
+    """
+
+    through: int
 
 
 @attrs.frozen
@@ -80,6 +94,7 @@ TAGS: dict[str, type] = {
     "engine.started": EngineStarted,
     "engine.hedge_gap": HedgeGapMeasured,
     "engine.exposure": ExposureMeasured,
+    "engine.hedge_ids_reserved": HedgeIdsReserved,
     "core.plan": PositionPlan,
     "core.leg_spec": LegSpec,
     **{

@@ -262,7 +262,9 @@ class JournalBase:
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.close_timeout = close_timeout
-        self._pending: deque[StoredRow] = deque()
+        # Queued entries stay unencoded until the writer takes them: encoding is the costly part
+        # of an append, and the hot path (a hedge sent under a reservation) should not pay it.
+        self._pending: deque[Entry | StoredRow] = deque()
         self._wake = trio.Event()
         self._write_lock = trio.Lock()
         self._next_seq: int | None = None
@@ -322,14 +324,20 @@ class JournalBase:
         return list(range(first, first + len(rows)))
 
     def append_nowait(self, entry: Entry) -> None:
-        """Queue ``entry`` for the batched writer (not durable until written)."""
+        """Queue ``entry`` for the batched writer (not durable until written).
+
+        The entry is checked here (an :class:`Entry` of a registered class) and encoded by the
+        writer, off the caller's path."""
         self._check_open()
         if len(self._pending) >= self.max_pending:
             raise JournalFull(
                 f"{len(self._pending)} entries wait for the journal writer (limit {self.max_pending}); "
                 "is run_writer running?"
             )
-        self._pending.append(self._store(entry))
+        if not isinstance(entry, Entry):
+            raise TypeError(f"expected a journal Entry, got {type(entry).__name__}")
+        self.codec.tag_of(entry.payload)  # unregistered payloads fail now, not in the writer
+        self._pending.append(entry)
         self._batched += 1
         self._wake.set()
 
@@ -345,7 +353,12 @@ class JournalBase:
 
     def _take_pending(self, limit: int | None) -> list[StoredRow]:
         n = len(self._pending) if limit is None else min(limit, len(self._pending))
-        return [self._pending.popleft() for _ in range(n)]
+        taken = [self._pending.popleft() for _ in range(n)]
+        try:
+            return [r if isinstance(r, StoredRow) else self._store(r) for r in taken]
+        except BaseException:  # nothing taken is lost: put it back, in order
+            self._pending.extendleft(reversed(taken))
+            raise
 
     async def _write(self, queued: list[StoredRow], rows: list[StoredRow]) -> int:
         """Write ``queued + rows`` in one transaction under the write lock; return the seq of ``rows[0]``

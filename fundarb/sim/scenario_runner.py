@@ -179,7 +179,8 @@ async def _open_journal(data_dir: Path) -> AsyncIterator[SqliteJournal]:
 
 
 class _CountingJournal:
-    """A journal proxy counting, per position, the steps whose append returned (i.e. applied)."""
+    """A journal proxy counting, per position, the steps applied: those whose durable append
+    returned, and those queued (a hedge under its reservation), which must be written by the end."""
 
     def __init__(self, inner: Journal) -> None:
         self._inner = inner
@@ -194,6 +195,11 @@ class _CountingJournal:
             if isinstance(e.payload, PositionStepped) and e.position_id is not None:
                 self.applied[e.position_id] += 1
         return seqs
+
+    def append_nowait(self, entry: Entry) -> None:
+        self._inner.append_nowait(entry)
+        if isinstance(entry.payload, PositionStepped) and entry.position_id is not None:
+            self.applied[entry.position_id] += 1
 
 
 def seed_scheduler(seed: int) -> bool:

@@ -269,3 +269,38 @@ def test_failed_position_disagreeing_is_reported_not_re_acknowledged() -> None:
     r = reconcile({"p1": p}, {"sim": snap(p, perp=D(0), spot=D(0))}, 0)
     assert not r.needs_ack and not r.corrections
     assert {d.kind for d in r.differences} == {DiffKind.DRIFT}
+
+
+def test_reserved_hedges_not_journaled_are_neither_orphans_nor_unowned() -> None:
+    """Hedges sent under a journaled reservation whose own records died with the engine: the
+    position adopts them (by looking their ids up), so reconciliation neither cancels them as
+    orphans nor halts on their fills, and the spot they bought is not drift."""
+    p = f.opening()  # leg A journaled as working; the venue filled it and the hedge went out
+    a_fill = f.fill_for(p, "fa.p1.A.1", "0.1", trade_id="T1")
+    hedge = Fill(
+        f.SPOT.id, "fa.p1.B.2", None, "T2", Side.BUY, D("0.06"), f.PRICE, D(0), "USDT", Liquidity.TAKER, 1
+    )
+    resting = OrderUpdate(f.SPOT.id, "fa.p1.B.3", "v3", OrderStatus.NEW, Side.BUY, D("0.04"), D(0), None, 1)
+    venue = snap(None, perp=D("-0.1"), spot=D("0.06"), fills=(a_fill, hedge), orders=(resting,))
+    blind = reconcile({"p1": p}, {"sim": venue}, 0)
+    assert [u.client_order_id for u in blind.orphans] == ["fa.p1.B.3"]  # would be cancelled
+    r = reconcile({"p1": p}, {"sim": venue}, 0, unconfirmed={"fa.p1.B.2", "fa.p1.B.3", "fa.p1.A.2"})
+    assert not r.needs_ack and not r.orphans and not r.failed, r.differences
+    reserved = {d.client_order_id for d in r.differences if d.kind is DiffKind.RESERVED_ORDER}
+    assert reserved == {"fa.p1.B.3"}
+    # leg A's fill re-mints the hedge as fa.p1.B.2 (ids are deterministic), so its fill applies
+    assert [e.cid for _, e in r.corrections] == ["fa.p1.A.1", "fa.p1.B.2"]
+    after = apply({"p1": p}, r)["p1"]
+    assert after.held(Leg.A) == D("0.1") and after.held(Leg.B) == D("0.06")
+
+
+def test_a_reserved_hedge_fill_before_its_reissue_is_not_unowned() -> None:
+    p = f.opening()  # the venue shows the hedge's fill but not leg A's (say, an older trade page)
+    hedge = Fill(
+        f.SPOT.id, "fa.p1.B.2", None, "T2", Side.BUY, D("0.1"), f.PRICE, D(0), "USDT", Liquidity.TAKER, 1
+    )
+    venue = snap(None, perp=D("-0.1"), spot=D("0.1"), fills=(hedge,))
+    assert reconcile({"p1": p}, {"sim": venue}, 0).needs_ack  # unowned without the reservation
+    r = reconcile({"p1": p}, {"sim": venue}, 0, unconfirmed={"fa.p1.B.2"})
+    assert not r.needs_ack and not r.failed
+    assert [d.kind for d in r.differences if d.client_order_id == "fa.p1.B.2"] == [DiffKind.RESERVED_ORDER]

@@ -29,7 +29,7 @@ from fundarb.engine.reconcile_records import (
     ReconcileReported,
     unacknowledged,
 )
-from fundarb.engine.records import AlertRaised, PositionOpened, PositionStepped
+from fundarb.engine.records import AlertRaised, HedgeIdsReserved, PositionOpened, PositionStepped
 from fundarb.engine.recovery import fold_journal
 from fundarb.journal import open_journal
 from fundarb.journal.base import Entry
@@ -83,8 +83,7 @@ async def restart(h: Harness) -> StartupReconciliation:
     """What Engine.run does on start: fold, reconcile, adopt, deliver the corrections."""
     records = await h.journal.read()
     startup = await reconcile_on_start(h.journal, {"sim": h.venue}, records, EngineClock.start(T0))
-    for position in startup.recovered.open():
-        await h.manager.adopt_position(position)
+    await h.manager.adopt_recovered(startup.recovered)
     startup.deliver(h.manager.runners)
     return startup
 
@@ -123,6 +122,63 @@ async def test_crash_after_leg_a_was_sent_hedges_once_on_restart(tmp_path, engin
     assert not recovered.mismatches and recovered.positions["c1"].state is S.HEDGED
     [report] = [r.payload for r in records if isinstance(r.payload, ReconcileReported)]
     assert report.positions == 1 and not report.needs_ack
+
+
+async def test_hedge_sent_under_the_reservation_but_not_journaled_is_adopted_not_resent(
+    tmp_path, engine_clock
+):
+    """The hedge fast path: leg A's entry was journaled with a hedge reservation; leg A filled and
+    the hedge went out, but the engine died before the batched records were written."""
+    venue = HookedVenue(SimVenue.for_tests(speed=1.0))
+    crashed = Crashed(await plan_for(venue))
+    quote = await venue.quote(PERP)
+    crashed.apply(ev.EntrySignalled(quote.bid, quote.bid))
+    crashed.entries.append(Entry(HedgeIdsReserved(crashed.position.next_seq - 1 + 8), T0, "c1"))
+    [entry] = crashed.placed
+    await crashed.write(tmp_path)  # durable: the entry and the reservation
+    await venue.place_order(entry.request)
+    [update] = [
+        u for u in await venue.open_orders() if u.client_order_id == entry.request.client_order_id
+    ] or [await venue.query_order(PERP, entry.request.client_order_id)]
+    hedge_cmds = crashed.apply(
+        ev.OrderStatusReported(update.client_order_id, update.status, update.filled_qty)
+    )
+    [hedge] = [c for c in hedge_cmds if isinstance(c, PlaceOrder)]
+    await venue.place_order(hedge.request)  # sent under the reservation; its records were lost
+    assert await spot_held(venue) == D("0.1")
+    with trio.fail_after(LIMIT):
+        async with open_harness(tmp_path, venue) as h:
+            startup = await restart(h)
+            kinds = {d.kind for d in startup.result.differences}
+            assert DiffKind.UNOWNED_FILL not in kinds and DiffKind.ORPHAN_ORDER not in kinds, kinds
+            assert not startup.halt_reason
+            runner = h.manager.runners["c1"]
+            assert hedge.request.client_order_id in runner.unconfirmed
+            await wait_state(runner, S.HEDGED)
+            assert runner.position.held(Leg.A) == runner.position.held(Leg.B) == D("0.1")
+    assert await spot_held(venue) == D("0.1")  # not doubled
+    assert venue.placed.count(hedge.request.client_order_id) == 1 and len(venue.placed) == 2
+
+
+async def test_reserved_id_not_at_the_venue_is_placed_after_one_lookup(tmp_path, engine_clock):
+    """The same crash, but the engine died before the hedge left: the lookup finds nothing and the
+    hedge is sent under the same client id."""
+    venue = HookedVenue(SimVenue.for_tests(speed=1.0))
+    crashed = Crashed(await plan_for(venue))
+    quote = await venue.quote(PERP)
+    crashed.apply(ev.EntrySignalled(quote.bid, quote.bid))
+    crashed.entries.append(Entry(HedgeIdsReserved(crashed.position.next_seq - 1 + 8), T0, "c1"))
+    [entry] = crashed.placed
+    await crashed.write(tmp_path)
+    await venue.place_order(entry.request)
+    with trio.fail_after(LIMIT):
+        async with open_harness(tmp_path, venue) as h:
+            startup = await restart(h)
+            assert not startup.halt_reason
+            runner = h.manager.runners["c1"]
+            await wait_state(runner, S.HEDGED)
+    assert await spot_held(venue) == D("0.1") and await perp_qty(venue) == D("-0.1")
+    assert len(venue.placed) == len(set(venue.placed)) == 2
 
 
 async def test_crash_mid_unwind_finishes_the_unwind_without_resending(tmp_path, engine_clock):
