@@ -142,7 +142,8 @@ def _split_signature(text: str) -> tuple[str, str | None]:
 
 
 def verify_ws_api(params: Mapping[str, object], secrets: Mapping[str, str], server_ms: int) -> str:
-    """Verify ``userDataStream.subscribe.signature`` params (sorted payload); returns the api key."""
+    """Verify a signed WS-API request's params (``userDataStream.subscribe.signature``, ``order.place``...:
+    the sorted payload, then the timestamp); returns the api key."""
     api_key = params.get("apiKey")
     key, secret = _secret_of(api_key if isinstance(api_key, str) else None, secrets)
     signature = params.get("signature")

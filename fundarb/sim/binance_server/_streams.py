@@ -8,7 +8,8 @@ Routes (one TCP port; the path decides):
 * ``/stream?streams=<s>@bookTicker`` and ``/ws/<stream>``: spot best bid/ask;
 * ``/private/ws?listenKey=<key>``: USDⓈ-M user data (``ORDER_TRADE_UPDATE``, ``ACCOUNT_UPDATE``);
 * ``/ws-api/v3``: ``userDataStream.subscribe.signature`` (spot) and
-  ``userDataStream.subscribe.listenToken`` (cross margin), ``ping`` and ``time``.
+  ``userDataStream.subscribe.listenToken`` (cross margin), ``ping``, ``time``, and the spot
+  trading methods ``order.place`` / ``order.cancel`` / ``order.status`` (:mod:`._wsapi`).
 
 Each connection runs the venue's own stream (``run_market_data`` / ``run_user_data``) and
 encodes what it yields. When that stream reports ``StreamDisconnected`` (a fault plan's drop)
@@ -36,6 +37,8 @@ from fundarb.sim.binance_server._auth import ApiError, verify_ws_api
 from fundarb.sim.binance_server._control import ServerControl
 from fundarb.sim.binance_server._state import VENUE, ServerState
 from fundarb.sim.binance_server._user import UserFrames
+from fundarb.sim.binance_server._wsapi import METHODS, ConnectionDrop
+from fundarb.sim.binance_server._wsapi import answer as trading_answer
 
 __all__ = ["GatedStream", "run_ws_server"]
 
@@ -159,7 +162,7 @@ async def _session(state: ServerState, route: str, ws: WebSocketConnection, body
     with state.control.connection(route) as scope, scope:
         try:
             await body()
-        except* (ConnectionClosed, _Dropped):
+        except* (ConnectionClosed, _Dropped, ConnectionDrop):
             pass
     if scope.cancelled_caught:
         log.info("binance loopback: dropped a %s websocket", route)
@@ -287,6 +290,9 @@ async def _ws_api(state: ServerState, ws: WebSocketConnection) -> None:
                 await _send(
                     ws, {"id": None, "status": 400, "error": {"code": -1102, "msg": "Malformed request."}}
                 )
+                continue
+            if method in METHODS:
+                await _send(ws, await trading_answer(state, request_id, method, params))
                 continue
             try:
                 if method == "ping":

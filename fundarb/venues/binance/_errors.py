@@ -9,6 +9,7 @@ may have executed: ``OutcomeUnknown`` for a mutating call, ``VenueUnavailable`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -27,7 +28,14 @@ from fundarb.venues.errors import (
     VenueUnavailable,
 )
 
-__all__ = ["CODE_TABLE", "LISTEN_KEY_EXPIRED", "error_from_code", "error_from_response", "retry_after"]
+__all__ = [
+    "CODE_TABLE",
+    "LISTEN_KEY_EXPIRED",
+    "error_from_code",
+    "error_from_response",
+    "error_from_ws_api",
+    "retry_after",
+]
 
 VENUE = "binance"
 LISTEN_KEY_EXPIRED = -1125
@@ -114,3 +122,43 @@ def error_from_response(
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return VenueProtocolError(f"binance HTTP {status} without an error code: {body[:200]!r}", venue=VENUE)
     return error_from_code(code, msg, mutating=mutating, retry_after_s=retry_after(headers, 1.0))
+
+
+def error_from_ws_api(status: Any, error: Any, *, mutating: bool) -> VenueError:
+    """The taxonomy error for a WebSocket-API answer ``{"id": .., "status": status, "error": error}``.
+
+    The same rules as :func:`error_from_response`: 429/418 -> ``RateLimited`` (``retry_after``
+    from ``error.data.retryAfter``, the venue time the limit lifts, minus ``error.data.serverTime``),
+    5xx -> ``OutcomeUnknown`` (mutating) or ``VenueUnavailable``, 403 -> ``VenueUnavailable``,
+    else the error code through :func:`error_from_code`.
+    """
+    if not isinstance(status, int) or not isinstance(error, dict):
+        return VenueProtocolError(f"binance WS-API status {status!r} without an error object", venue=VENUE)
+    if status in (429, 418):
+        what = "rate limit hit" if status == 429 else "IP banned for rate-limit violations"
+        return RateLimited(
+            f"binance WS-API {status}: {what}", retry_after=_ws_retry_after(error), venue=VENUE, code=status
+        )
+    if status >= 500:
+        cls = OutcomeUnknown if mutating else VenueUnavailable
+        return cls(f"binance WS-API {status}: execution status unknown", venue=VENUE, code=status)
+    if status == 403:
+        return VenueUnavailable(
+            "binance WS-API 403: blocked by the web application firewall", venue=VENUE, code=403
+        )
+    code, msg = error.get("code"), error.get("msg", "")
+    if type(code) is not int or not isinstance(msg, str):
+        return VenueProtocolError(
+            f"binance WS-API {status} without an error code: {error!r:.200}", venue=VENUE
+        )
+    return error_from_code(code, msg, mutating=mutating)
+
+
+def _ws_retry_after(error: Mapping[str, Any], default: float = 60.0) -> float:
+    data = error.get("data")
+    if not isinstance(data, dict):
+        return default
+    until, now = data.get("retryAfter"), data.get("serverTime")
+    if type(until) is not int or type(now) is not int:
+        return default
+    return max(0.0, (until - now) / 1000)

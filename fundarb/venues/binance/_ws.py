@@ -13,6 +13,10 @@ reconnect resubscribes by construction. The watchdog pings every ``watchdog / 2`
 declares the socket dead when a pong takes longer than ``watchdog`` (STACK-NOTES: a silent
 peer otherwise blocks ``get_message()`` forever). Bad frames are counted by the decoder and
 skipped; the session goes on.
+
+The spot user-data connection also carries orders (:mod:`._wsapi`): once subscribed (and
+resynced) it is attached to the venue's :class:`~._wsapi.WsApiSession`, the reader hands request
+answers to it, and it is detached as soon as the reader stops.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from fundarb.venues.binance import _endpoints as ep
 from fundarb.venues.binance._auth import sign, ws_api_payload
 from fundarb.venues.binance._endpoints import BaseUrls, Family
 from fundarb.venues.binance._errors import LISTEN_KEY_EXPIRED
+from fundarb.venues.binance._wsapi import WsApiSession
 from fundarb.venues.binance.decode import BinanceDecoder
 from fundarb.venues.errors import DecodeError, VenueError, VenueProtocolError, VenueUnavailable
 from fundarb.venues.protocol import EventSender
@@ -92,6 +97,8 @@ class StreamSpec:
     on_open: Callable[[WebSocketConnection], Awaitable[None]] | None = None
     keepalive: Callable[[], Awaitable[None]] | None = None
     keepalive_interval: float = 30 * 60.0
+    #: requests (orders) share this WS-API connection: answers go to the session, not the decoder
+    ws_api: WsApiSession | None = None
 
 
 def _lost_reason(exc: BaseException) -> str | None:
@@ -144,6 +151,9 @@ async def run_stream(
                     if ever_connected:
                         for event in await spec.resync():
                             await send.send(event)
+                    if spec.ws_api is not None:
+                        spec.ws_api.attach(ws)  # requests may go out: the reader starts below
+                    if ever_connected:
                         await send.send(StreamResynced(VENUE, spec.name, wall_ms()))
                     else:
                         ever_connected = True
@@ -159,6 +169,8 @@ async def run_stream(
                 raise
             reason = reason or lost  # a close that times out after a loss keeps the loss's reason
         finally:
+            if spec.ws_api is not None and opened:
+                spec.ws_api.detach(reason or "connection closed")
             for ws in opened:
                 await _close_transport(ws)
         if live:
@@ -224,27 +236,34 @@ async def _session(
                     return lose("listen key expired", scope)
                 log.warning("binance stream %s: keep-alive failed: %s", spec.name, exc)
 
-    async with trio.open_nursery() as nursery:
-        scope = nursery.cancel_scope
-        nursery.start_soon(ping_watchdog, scope)
-        if spec.keepalive is not None:
-            nursery.start_soon(keepalive, scope)
-        while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed as exc:
-                lose(f"closed: {exc.reason}", scope)
-                break
-            if b"listenKeyExpired" in (message if isinstance(message, bytes) else message.encode()):
-                lose("listen key expired", scope)
-                break
-            try:
-                events = spec.decoder.decode(message, received_ms=wall_ms())
-            except DecodeError as exc:
-                log.warning("binance stream %s: skipped a bad frame: %s", spec.name, exc)
-                continue
-            for event in events:
-                await send.send(event)
+    ws_api = spec.ws_api
+    try:
+        async with trio.open_nursery() as nursery:
+            scope = nursery.cancel_scope
+            nursery.start_soon(ping_watchdog, scope)
+            if spec.keepalive is not None:
+                nursery.start_soon(keepalive, scope)
+            while True:
+                try:
+                    message = await ws.get_message()
+                except ConnectionClosed as exc:
+                    lose(f"closed: {exc.reason}", scope)
+                    break
+                if ws_api is not None and ws_api.dispatch(message):
+                    continue  # an answer to a request (an order), not an event
+                if b"listenKeyExpired" in (message if isinstance(message, bytes) else message.encode()):
+                    lose("listen key expired", scope)
+                    break
+                try:
+                    events = spec.decoder.decode(message, received_ms=wall_ms())
+                except DecodeError as exc:
+                    log.warning("binance stream %s: skipped a bad frame: %s", spec.name, exc)
+                    continue
+                for event in events:
+                    await send.send(event)
+    finally:
+        if ws_api is not None:  # no reader, no answers: waiting requests end now, new ones use REST
+            ws_api.detach(lost[0] if lost else "stream stopped")
     return lost[0] if lost else "cancelled"
 
 
@@ -395,8 +414,9 @@ class StreamRunner:
         name = "margin-user" if margin else "spot-user"
         wallet = Wallet.MARGIN if margin else Wallet.SPOT
         spot = StreamSpec(
-            name, ws_api_url, venue.resync_user, BinanceDecoder(spot_wallet=wallet), on_open=subscribe
-        )
+            name, ws_api_url, venue.resync_user, BinanceDecoder(spot_wallet=wallet), on_open=subscribe,
+            ws_api=None if margin else venue.ws_api,
+        )  # fmt: skip
         return [futures, spot]
 
     async def run_user_data(self, send: EventSender, *, task_status: trio.TaskStatus[None]) -> None:

@@ -5,6 +5,11 @@ margin, ``sideEffectType=NO_SIDE_EFFECT``: borrow and repay are explicit calls);
 orders to ``/fapi/v1`` (one-way position mode assumed). Every call runs under ``call_timeout``
 (see :mod:`._http` for the error rules). Orders are checked against the exchangeInfo filters
 before they are sent and formatted from Decimals, never floats.
+
+Spot orders and cancels (``/api/v3``, not margin) go over the WebSocket API (:mod:`._wsapi`,
+``order.place`` / ``order.cancel`` on the spot user-data connection) while that connection is up
+(``run_user_data`` running, subscribed), and over REST otherwise or with ``ws_orders=False``.
+Both paths send the same parameters and answer in the same types and error taxonomy.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from fundarb.venues.binance._http import RestSession, wall_clock_ms
 from fundarb.venues.binance._rules import InstrumentRules, rules_from_exchange_info
 from fundarb.venues.binance._schemas import dec
 from fundarb.venues.binance._ws import ReconnectPolicy, StreamRunner
+from fundarb.venues.binance._wsapi import NotSent, WsApiSession
 from fundarb.venues.errors import BadPrecision, VenueProtocolError
 from fundarb.venues.protocol import EventSender
 
@@ -75,7 +81,8 @@ class BinanceVenue:
 
     ``testnet=True`` switches every base URL to the testnets (``FUNDARB_BINANCE_TESTNET=1``);
     ``base_urls`` overrides them (tests, the loopback server). ``transport`` is passed to
-    ``httpx.AsyncClient`` (``httpx.MockTransport`` in tests).
+    ``httpx.AsyncClient`` (``httpx.MockTransport`` in tests). ``ws_orders`` (default on,
+    ``FUNDARB_BINANCE_WS_ORDERS``) sends spot orders over the WebSocket API when it is connected.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class BinanceVenue:
         watchdog: float = 10.0,
         reconnect: ReconnectPolicy = ReconnectPolicy(),
         wall_ms: Any = wall_clock_ms,
+        ws_orders: bool = True,
     ) -> None:
         if isinstance(credentials, str):
             if api_secret is None:
@@ -107,6 +115,7 @@ class BinanceVenue:
         self._spot_family = Family.SAPI if spot_margin else Family.SPOT
         self._rules: dict[InstrumentId, InstrumentRules] = {}
         self._intervals: dict[str, int] | None = None
+        self._ws_api = WsApiSession(self._rest) if ws_orders and not spot_margin else None
         self._streams = StreamRunner(self, urls, watchdog=watchdog, policy=reconnect)
 
     def __repr__(self) -> str:
@@ -126,6 +135,12 @@ class BinanceVenue:
     def rest(self) -> RestSession:
         """The REST session (clock offsets, rate limiters)."""
         return self._rest
+
+    @property
+    def ws_api(self) -> WsApiSession | None:
+        """The WebSocket-API order session (None with ``ws_orders=False`` or ``spot_margin``);
+        ``ws_api.connected`` says whether the next spot order goes over it."""
+        return self._ws_api
 
     def _family(self, instrument: InstrumentId) -> Family:
         if instrument.venue != tr.VENUE:
@@ -196,9 +211,10 @@ class BinanceVenue:
         """Check ``request`` against the filters, send it (``newOrderRespType=RESULT``), return the ack.
 
         A filter violation raises ``BadPrecision`` (code ``"local"``) without sending anything.
+        Spot orders go over the WebSocket API when it is connected (see the module docstring).
         """
         family = self._family(request.instrument)
-        rules = await self._rules_for(request.instrument)
+        rules = self._rules.get(request.instrument) or await self._rules_for(request.instrument)
         try:
             rules.check(request)
         except InvalidOrder as exc:
@@ -207,15 +223,27 @@ class BinanceVenue:
         if family is Family.SAPI:
             params["isIsolated"] = "FALSE"
             params["sideEffectType"] = "NO_SIDE_EFFECT"
-        doc = await self._rest.call(ep.new_order(family, params))
+        call = ep.new_order(family, params)
+        doc = await self._send(call, "order.place")
         return _parse("order", rt.order_update_from_rest, doc, request.instrument.market)
 
     async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
-        """``DELETE .../order?origClientOrderId=``; the answer carries the cumulative fill."""
-        doc = await self._rest.call(
-            ep.cancel_order(self._family(instrument), instrument.symbol, client_order_id)
-        )
+        """``DELETE .../order?origClientOrderId=`` (spot: ``order.cancel`` over the WebSocket API
+        when connected); the answer carries the cumulative fill."""
+        call = ep.cancel_order(self._family(instrument), instrument.symbol, client_order_id)
+        doc = await self._send(call, "order.cancel")
         return _parse("cancel", rt.order_update_from_rest, doc, instrument.market)
+
+    async def _send(self, call: ep.Call, ws_method: str) -> Any:
+        """``call`` as ``ws_method`` over the WebSocket API when it is a spot call and the
+        session is connected, else over REST (also when the session declines: nothing was sent)."""
+        session = self._ws_api
+        if session is not None and call.family is Family.SPOT and session.connected:
+            try:
+                return await session.call(ws_method, call.params, mutating=call.mutating)
+            except NotSent:
+                pass
+        return await self._rest.call(call)
 
     async def query_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
         """``GET .../order?origClientOrderId=``; ``OrderNotFound`` (-2013) when the venue has none."""
