@@ -183,6 +183,8 @@ VARIABLES: tuple[Variable, ...] = (
     _v("BINANCE_LOOPBACK", "binance_loopback", str, "http://127.0.0.1:P ws://127.0.0.1:Q", None,
        "testnet mode only: trade a `fundarb sim serve --venue binance` at these loopback URLs",
        check=_loopback_urls),
+    _v("BINANCE_WS_ORDERS", "binance_ws_orders", bool, _B, "1",
+       "send Binance spot orders over the WebSocket API while its connection is up (else REST)"),
     _v("BYBIT_API_KEY", "credentials.bybit_api_key", Secret, _SEC, None, "Bybit API key", secret=True),
     _v("BYBIT_API_SECRET", "credentials.bybit_api_secret", Secret, _SEC, None, "Bybit API secret",
        secret=True),

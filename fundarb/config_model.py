@@ -154,6 +154,7 @@ class Config:
     symbols: tuple[str, ...]
     binance_testnet: bool
     binance_loopback: str | None = None  # "http://127.0.0.1:P ws://127.0.0.1:Q": a local simulator
+    binance_ws_orders: bool = True  # spot orders over the WebSocket API when it is connected
     database_url: DatabaseUrl | None  # None: the embedded SQLite journal under data_dir
     data_dir: Path
     log_level: str
