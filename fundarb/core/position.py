@@ -38,6 +38,7 @@ from fundarb.core.commands import (
     Severity,
 )
 from fundarb.core.errors import TransitionError
+from fundarb.core.evolve import evolve
 from fundarb.core.model import ZERO
 from fundarb.core.position_checks import check_invariant, validate_table
 from fundarb.core.position_model import Leg, OrderReport, OrderState, Position, PositionState
@@ -95,7 +96,7 @@ def _settle(p: Position, now: int) -> Result:
         diff = p.unhedged_qty
         larger = Leg.A if diff > 0 else Leg.B
         if diff != 0 and not p.is_dust(larger, diff):
-            return _settle_rebalancing(attrs.evolve(p, state=S.REBALANCING))
+            return _settle_rebalancing(evolve(p, state=S.REBALANCING))
         return p, []
     if p.state is S.RECONCILING:
         return _settle_reconciling(p, now)
@@ -114,33 +115,31 @@ def _settle_opening(p: Position, now: int) -> Result:
     naked = diff > 0 and not p.is_dust(Leg.B, diff)
     if naked and p.hedge_deadline_ms is None:
         deadline = now + p.plan.hedge_timeout_ms
-        p = attrs.evolve(p, hedge_deadline_ms=deadline)
+        p = evolve(p, hedge_deadline_ms=deadline)
         cmds.append(ArmTimer(p.id, deadline))
     elif not naked and p.hedge_deadline_ms is not None:
-        p = attrs.evolve(p, hedge_deadline_ms=None)
+        p = evolve(p, hedge_deadline_ms=None)
     if p.working(Leg.A, increases=True):
-        return attrs.evolve(p, state=S.OPENING_LEG_A), cmds
+        return evolve(p, state=S.OPENING_LEG_A), cmds
     if p.working(Leg.B, increases=True) or naked:
-        return attrs.evolve(p, state=S.HEDGE_PENDING), cmds
+        return evolve(p, state=S.HEDGE_PENDING), cmds
     held_a, held_b = p.held(Leg.A), p.held(Leg.B)
     if held_a == 0 and held_b == 0:
-        return attrs.evolve(p, state=S.CLOSED, reason="entry not filled"), cmds
+        return evolve(p, state=S.CLOSED, reason="entry not filled"), cmds
     if held_b == 0:  # leg A filled only dust: give it back rather than hold it naked
-        p2, more = _settle_unwinding(
-            attrs.evolve(p, state=S.UNWINDING, reason="entry fill below hedge minimum")
-        )
+        p2, more = _settle_unwinding(evolve(p, state=S.UNWINDING, reason="entry fill below hedge minimum"))
         return p2, cmds + more
-    return attrs.evolve(p, state=S.HEDGED), cmds
+    return evolve(p, state=S.HEDGED), cmds
 
 
 def _finish_or_fail(p: Position, cmds: list[Command], pending: bool, done: PositionState, why: str) -> Result:
     if pending:  # exposure we must trade away but may not try again: an operator's job now
         msg = f"{why}: gave up after {p.failed_attempts} rejected orders; legs A={p.held(Leg.A)} B={p.held(Leg.B)}"
-        p = attrs.evolve(p, state=S.FAILED, reason=msg)
+        p = evolve(p, state=S.FAILED, reason=msg)
         return p, [*cmds, alert(p, Severity.CRITICAL, msg)]
     if p.working():
         return p, cmds
-    p = attrs.evolve(p, state=done)
+    p = evolve(p, state=done)
     if p.held(Leg.A) != p.held(Leg.B) or (done is S.CLOSED and p.held(Leg.A) > 0):
         cmds.append(alert(p, Severity.INFO, f"dust left: A={p.held(Leg.A)} B={p.held(Leg.B)}"))
     return p, cmds
@@ -182,35 +181,35 @@ def _settle_reconciling(p: Position, now: int) -> Result:
         # While the venue's answers are outstanding, still work the known exposure down as the
         # resumed state would (orders of unknown outcome count as working, so nothing doubles),
         # but finish nothing until every order is known.
-        trial, cmds = _settle(attrs.evolve(p, state=S.HEDGE_PENDING if resume in _OPENING else resume), now)
+        trial, cmds = _settle(evolve(p, state=S.HEDGE_PENDING if resume in _OPENING else resume), now)
         if trial.state is S.FAILED:
             return trial, cmds
-        return attrs.evolve(trial, state=S.RECONCILING, reason=p.reason), [
+        return evolve(trial, state=S.RECONCILING, reason=p.reason), [
             c for c in cmds if not isinstance(c, Alert)
         ]
-    p = attrs.evolve(p, resume_state=None)
+    p = evolve(p, resume_state=None)
     if resume in (S.CLOSING, S.UNWINDING):
-        return _settle(attrs.evolve(p, state=resume), now)
+        return _settle(evolve(p, state=resume), now)
     if resume in _OPENING:
-        return _settle_opening(attrs.evolve(p, state=S.HEDGE_PENDING), now)
-    return _settle(attrs.evolve(p, state=S.HEDGED), now)
+        return _settle_opening(evolve(p, state=S.HEDGE_PENDING), now)
+    return _settle(evolve(p, state=S.HEDGED), now)
 
 
 # --- actions --------------------------------------------------------------------------------------
 
 
 def _enter(p: Position, e: ev.EntrySignalled, now: int) -> Result:
-    p = attrs.evolve(p, reference_price=e.reference_price)
+    p = evolve(p, reference_price=e.reference_price)
     qty = p.tradable(Leg.A, p.plan.leg_a.target_qty)
     if qty == 0 or p.is_dust(Leg.B, qty):
-        return attrs.evolve(p, state=S.CLOSED, reason="target below the venues' minimum order"), []
+        return evolve(p, state=S.CLOSED, reason="target below the venues' minimum order"), []
     p, cmds = place(p, Leg.A, OrderPurpose.ENTRY, qty, e.limit_price_a)
-    p, more = _settle(attrs.evolve(p, state=S.OPENING_LEG_A), now)
+    p, more = _settle(evolve(p, state=S.OPENING_LEG_A), now)
     return p, cmds + more
 
 
 def _close_unopened(p: Position, e: Any, now: int) -> Result:
-    return attrs.evolve(p, state=S.CLOSED, reason=f"cancelled before entry: {type(e).__name__}"), []
+    return evolve(p, state=S.CLOSED, reason=f"cancelled before entry: {type(e).__name__}"), []
 
 
 def _ignore(p: Position, e: Any, now: int) -> Result:
@@ -219,7 +218,7 @@ def _ignore(p: Position, e: Any, now: int) -> Result:
 
 def _to(state: PositionState, why: Callable[[Any], str], **extra: Any) -> Action:
     def action(p: Position, e: Any, now: int) -> Result:
-        p = attrs.evolve(p, state=state, reason=why(e), hedge_deadline_ms=None, **extra)
+        p = evolve(p, state=state, reason=why(e), hedge_deadline_ms=None, **extra)
         return _settle(p, now)
 
     return action
@@ -231,12 +230,12 @@ def _order_event(p: Position, e: Any, now: int) -> Result:
     p = p.fold_report(e)
     cmds: list[Command] = []
     if isinstance(e, (ev.OrderFilled, ev.OrderPartiallyFilled)):
-        p = attrs.evolve(p, failed_attempts=0)  # progress: count consecutive rejections only
+        p = evolve(p, failed_attempts=0)  # progress: count consecutive rejections only
     if isinstance(e, ev.OrderRejected) and not e.retryable:
-        p = attrs.evolve(p, failed_attempts=p.failed_attempts + 1)
+        p = evolve(p, failed_attempts=p.failed_attempts + 1)
         if p.state in _OPENING and order.purpose is OrderPurpose.HEDGE:
             msg = f"hedge {order.cid} rejected ({e.reason}); unwinding leg A"
-            p = attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
+            p = evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
             cmds.append(alert(p, Severity.WARNING, msg))
     elif isinstance(e, ev.OrderOutcomeUnknown):
         instrument = p.plan.leg(order.leg).instrument.id
@@ -267,7 +266,7 @@ def _hedge_timeout(p: Position, e: ev.HedgeTimedOut, now: int) -> Result:
     if p.hedge_deadline_ms is None or now < p.hedge_deadline_ms or diff <= 0 or p.is_dust(Leg.B, diff):
         return p, []
     msg = f"hedge not filled within {p.plan.hedge_timeout_ms} ms; unwinding {diff} naked"
-    p, cmds = _settle(attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
+    p, cmds = _settle(evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
     return p, [alert(p, Severity.WARNING, msg), *cmds]
 
 
@@ -275,17 +274,17 @@ def _venue_down(p: Position, e: ev.VenueDisconnected, now: int) -> Result:
     if not p.plan.leg_of_venue(e.venue):
         return p, []
     msg = f"venue {e.venue} disconnected while opening ({e.reason}); unwinding"
-    p, cmds = _settle(attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
+    p, cmds = _settle(evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None), now)
     return p, [alert(p, Severity.WARNING, msg), *cmds]
 
 
 def _resync(p: Position, e: ev.ResyncRequested, now: int) -> Result:
     cmds: list[Command] = []
     for o in p.working():
-        p = p.with_order(attrs.evolve(o, state=OrderState.UNKNOWN))
+        p = p.with_order(evolve(o, state=OrderState.UNKNOWN))
         cmds.append(QueryOrder(p.id, o.leg.value, p.plan.leg(o.leg).instrument.id, o.cid))
     resume = p.resume_state if p.state is S.RECONCILING else p.state
-    p = attrs.evolve(p, state=S.RECONCILING, resume_state=resume, reason=e.reason)
+    p = evolve(p, state=S.RECONCILING, resume_state=resume, reason=e.reason)
     p, more = _settle(p, now)
     return p, cmds + more
 
@@ -307,14 +306,14 @@ def _venue_fill(p: Position, e: ev.VenueFillReceived, now: int) -> Result:
     leg = legs[0]
     signed = fill.quantity if fill.side is p.plan.leg(leg).side else -fill.quantity
     field = "venue_delta_a" if leg is Leg.A else "venue_delta_b"
-    p = attrs.evolve(p, **{field: getattr(p, field) + signed}, trade_keys=p.trade_keys | {key})
+    p = evolve(p, **{field: getattr(p, field) + signed}, trade_keys=p.trade_keys | {key})
     kind = fill.venue_generated.value if fill.venue_generated else "venue"
     msg = f"{kind} fill on leg {leg.value}: {fill.side.value} {fill.quantity} @ {fill.price}"
     cmds: list[Command] = [alert(p, Severity.CRITICAL, msg)]
     if p.state in _OPENING:
-        p = attrs.evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
+        p = evolve(p, state=S.UNWINDING, reason=msg, hedge_deadline_ms=None)
     elif p.state is S.HEDGED:
-        p = attrs.evolve(p, state=S.REBALANCING, reason=msg)
+        p = evolve(p, state=S.REBALANCING, reason=msg)
     p, more = _after_change(p, cmds, now)
     return p, more
 
@@ -325,12 +324,12 @@ def _drift(p: Position, e: ev.PositionDrifted, now: int) -> Result:
     if delta == 0:
         return p, []
     field = "venue_delta_a" if leg is Leg.A else "venue_delta_b"
-    p = attrs.evolve(p, **{field: getattr(p, field) + delta})
+    p = evolve(p, **{field: getattr(p, field) + delta})
     cmds: list[Command] = [alert(p, Severity.WARNING, f"leg {leg.value} drifted by {delta}")]
     if p.state is S.HEDGED:
-        p = attrs.evolve(p, state=S.REBALANCING, reason="drift")
+        p = evolve(p, state=S.REBALANCING, reason="drift")
     elif p.state in _OPENING:  # the venue disagrees with us mid-entry: stop adding, flatten
-        p = attrs.evolve(
+        p = evolve(
             p, state=S.UNWINDING, reason=f"drift on leg {leg.value} while opening", hedge_deadline_ms=None
         )
     return _after_change(p, cmds, now)
@@ -339,7 +338,7 @@ def _drift(p: Position, e: ev.PositionDrifted, now: int) -> Result:
 def _funding(p: Position, e: ev.FundingPaid, now: int) -> Result:
     if e.payment.payment_id in p.funding_ids:
         return p, []
-    return attrs.evolve(
+    return evolve(
         p, funding=p.funding + e.payment.amount, funding_ids=p.funding_ids | {e.payment.payment_id}
     ), []
 
@@ -351,7 +350,7 @@ def _reduce(p: Position, e: ev.ReduceRequested, now: int) -> Result:
 
 
 def _kill(p: Position, e: ev.OperatorKilled, now: int) -> Result:
-    p = attrs.evolve(p, failed_attempts=0)
+    p = evolve(p, failed_attempts=0)
     return _to(S.UNWINDING, lambda e: f"kill: {e.reason}")(p, e, now)
 
 
@@ -359,12 +358,12 @@ def _give_up(p: Position, e: ev.CleanupExpired, now: int) -> Result:
     if p.state is S.HEDGED and not p.working():
         return p, []
     msg = f"clean-up expired ({e.reason}) in {p.state.name}: A={p.held(Leg.A)} B={p.held(Leg.B)}, an operator takes over"
-    p = attrs.evolve(p, state=S.FAILED, reason=msg)
+    p = evolve(p, state=S.FAILED, reason=msg)
     return p, [alert(p, Severity.CRITICAL, msg)]
 
 
 def _resolve(p: Position, e: ev.OperatorResolved, now: int) -> Result:
-    return attrs.evolve(p, state=S.CLOSED, reason=f"resolved by operator: {e.note}"), []
+    return evolve(p, state=S.CLOSED, reason=f"resolved by operator: {e.note}"), []
 
 
 # --- the table ------------------------------------------------------------------------------------

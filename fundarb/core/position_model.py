@@ -23,6 +23,7 @@ import attrs
 from fundarb.core import events as ev
 from fundarb.core.commands import OrderPurpose
 from fundarb.core.errors import InvalidValue, TransitionError
+from fundarb.core.evolve import evolve
 from fundarb.core.model import ZERO, Fill, Instrument, Side, TimeInForce
 
 __all__ = ["Leg", "LegSpec", "OrderState", "Position", "PositionPlan", "PositionState", "TrackedOrder"]
@@ -236,18 +237,18 @@ class Position:
 
     def with_order(self, order: TrackedOrder) -> Position:
         """This position with ``order`` replacing the tracked order of the same cid."""
-        return attrs.evolve(self, orders=tuple(order if o.cid == order.cid else o for o in self.orders))
+        return evolve(self, orders=tuple(order if o.cid == order.cid else o for o in self.orders))
 
     def with_fill(self, order: TrackedOrder, fill: Fill, cumulative: Decimal | None) -> Position:
         """Count ``fill`` on ``order`` once (by trade id); raise the reported cumulative if given."""
         key = f"{fill.instrument.symbol}:{fill.trade_id}"
         if cumulative is not None and cumulative > order.reported_qty:
-            order = attrs.evolve(order, reported_qty=cumulative)
+            order = evolve(order, reported_qty=cumulative)
         p = self
         if key not in p.trade_keys:
-            order = attrs.evolve(order, fill_qty=order.fill_qty + fill.quantity)
+            order = evolve(order, fill_qty=order.fill_qty + fill.quantity)
             fee = fill.fee if fill.fee_asset == p.plan.leg(order.leg).instrument.quote else ZERO
-            p = attrs.evolve(
+            p = evolve(
                 p, trade_keys=p.trade_keys | {key}, reference_price=fill.price, fees_quote=p.fees_quote + fee
             )
         return p.with_order(order)
@@ -258,19 +259,19 @@ class Position:
         p = self
         if isinstance(e, ev.OrderAccepted):
             if order.state in (OrderState.PENDING, OrderState.UNKNOWN):
-                p = p.with_order(attrs.evolve(order, state=OrderState.WORKING))
+                p = p.with_order(evolve(order, state=OrderState.WORKING))
         elif isinstance(e, ev.OrderRejected):
-            p = p.with_order(attrs.evolve(order, state=OrderState.DONE, rejected=True))
+            p = p.with_order(evolve(order, state=OrderState.DONE, rejected=True))
         elif isinstance(e, (ev.OrderPartiallyFilled, ev.OrderFilled)):
             p = p.with_fill(order, e.fill, e.cumulative_qty)
             order = p.require_order(e.cid)
             if isinstance(e, ev.OrderFilled):
-                p = p.with_order(attrs.evolve(order, state=OrderState.DONE))
+                p = p.with_order(evolve(order, state=OrderState.DONE))
             elif order.state is OrderState.PENDING:
-                p = p.with_order(attrs.evolve(order, state=OrderState.WORKING))
+                p = p.with_order(evolve(order, state=OrderState.WORKING))
         elif isinstance(e, (ev.OrderCancelled, ev.OrderExpired)):
             reported = max(order.reported_qty, e.filled_qty)
-            p = p.with_order(attrs.evolve(order, state=OrderState.DONE, reported_qty=reported))
+            p = p.with_order(evolve(order, state=OrderState.DONE, reported_qty=reported))
         elif isinstance(e, ev.OrderStatusReported):
             for fill in e.fills:
                 p = p.with_fill(p.require_order(e.cid), fill, None)
@@ -278,13 +279,11 @@ class Position:
             # a stale answer never revives an order we already know is done
             done = e.status.is_terminal or order.state is OrderState.DONE
             state = OrderState.DONE if done else OrderState.WORKING
-            p = p.with_order(
-                attrs.evolve(order, state=state, reported_qty=max(order.reported_qty, e.filled_qty))
-            )
+            p = p.with_order(evolve(order, state=state, reported_qty=max(order.reported_qty, e.filled_qty)))
         elif isinstance(e, ev.OrderNotFound):
-            p = p.with_order(attrs.evolve(order, state=OrderState.DONE))
+            p = p.with_order(evolve(order, state=OrderState.DONE))
         elif isinstance(e, ev.OrderOutcomeUnknown) and order.working:
-            p = p.with_order(attrs.evolve(order, state=OrderState.UNKNOWN))
+            p = p.with_order(evolve(order, state=OrderState.UNKNOWN))
         return p
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import attrs
-
 from fundarb.core.client_ids import make_client_order_id
 from fundarb.core.commands import Alert, CancelOrder, Command, OrderPurpose, PlaceOrder, Severity
+from fundarb.core.evolve import evolve
 from fundarb.core.model import ZERO, OrderRequest, OrderType, TimeInForce
 from fundarb.core.position_model import Leg, OrderState, Position, TrackedOrder
 
@@ -41,7 +40,7 @@ def place(p: Position, leg: Leg, purpose: OrderPurpose, qty: Decimal, limit: Dec
         reduce_only = not purpose.increases and inst.is_perpetual
         request = OrderRequest(cid, inst.id, side, qty, None, OrderType.MARKET, TimeInForce.IOC, reduce_only)
     order = TrackedOrder(cid, leg, purpose, side, qty)
-    p = attrs.evolve(p, orders=(*p.orders, order), next_seq=p.next_seq + 1)
+    p = evolve(p, orders=(*p.orders, order), next_seq=p.next_seq + 1)
     return p, [PlaceOrder(p.id, leg.value, purpose, request, p.reference_price, p.failed_attempts)]
 
 
@@ -58,7 +57,7 @@ def cancel_increasing(p: Position) -> Result:
     cmds: list[Command] = []
     for o in p.working(increases=True):
         if not o.cancel_requested and o.state is not OrderState.UNKNOWN:
-            p = p.with_order(attrs.evolve(o, cancel_requested=True))
+            p = p.with_order(evolve(o, cancel_requested=True))
             cmds.append(CancelOrder(p.id, o.leg.value, p.plan.leg(o.leg).instrument.id, o.cid))
     return p, cmds
 
