@@ -5,9 +5,11 @@ The loop is the h11 pattern: take an event, ``step()`` the pure machine, make th
 its commands durable in the journal (journal before act), then start each command in the
 position's command nursery under its deadline. Command outcomes come back as events.
 
-One exception keeps the hedge off the fsync: a step whose only placements are hedges with client
-ids inside the position's durable :class:`~fundarb.engine.records.HedgeIdsReserved` reservation
-(journaled with leg A's entry) queues its records and acts at once. The hedges' intent, ids
+Only placements wait for the fsync. A step that places nothing (an acknowledgement, a fill, a
+cancel: what recovery re-learns by querying its orders) is queued for the batched writer, and so
+is a step whose only placements are hedges with client ids inside the position's durable
+:class:`~fundarb.engine.records.HedgeIdsReserved` reservation (journaled with leg A's entry): it
+acts at once. The hedges' intent, ids
 included, was durable before they were sent; after a crash, recovery hands the reserved ids the
 journal does not show to :attr:`PositionRunner.unconfirmed`, and each is looked up at the venue
 before it is used.
@@ -156,8 +158,8 @@ class PositionRunner:
         hedges = [c for c in cmds if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE]
         for c in hedges:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
             self._hedge_triggered[c.request.client_order_id] = received
-        if not rest_fallback and hedges and self._reserved(cmds):
-            await self._queue(entries)  # their intent is durable already: act now
+        if not rest_fallback and self._reserved(cmds):
+            await self._queue(entries)  # no placement, or hedges whose intent is durable already
         else:
             through = self._renewal(new)
             if through:
@@ -173,7 +175,10 @@ class PositionRunner:
         self._stepped = trio.Event()
 
     def _reserved(self, cmds: list[Command]) -> bool:
-        """True when every placement in ``cmds`` is a hedge inside the durable reservation."""
+        """True when every placement in ``cmds`` (if any) is a hedge inside the durable reservation.
+
+        A step that places nothing (an acknowledgement, a fill, a cancel) is only queued: if a
+        crash loses it, the recovered position re-queries its working orders and learns it again."""
         for c in cmds:
             if isinstance(c, PlaceOrder):
                 parsed = parse_client_order_id(c.request.client_order_id)

@@ -64,6 +64,7 @@ async def open_venues(config: Config) -> AsyncIterator[dict[str, Venue]]:
                     base_urls=loopback_urls(config.binance_loopback) if config.binance_loopback else None,
                     call_timeout=config.execution.order_timeout,
                     watchdog=config.execution.ws_watchdog,
+                    ws_orders=config.binance_ws_orders,
                 )
             else:
                 raise ValueError(f"venue {name!r} has no adapter yet")

@@ -257,8 +257,10 @@ class JournalBase:
         max_pending: int = 200_000,
         max_batch: int = 2_000,
         close_timeout: float = 10.0,
+        batch_window: float = 0.002,
     ) -> None:
         self.codec = codec
+        self.batch_window = batch_window
         self.max_pending = max_pending
         self.max_batch = max_batch
         self.close_timeout = close_timeout
@@ -407,6 +409,10 @@ class JournalBase:
         try:
             while not self._closed:
                 await self._wake.wait()
+                # a group-commit window: whatever queued the first entry (a hedge about to be
+                # written to the venue, say) finishes before encoding and the database thread
+                # compete with it for the loop and the GIL
+                await trio.sleep(self.batch_window)
                 self._wake = trio.Event()
                 if self._closed:
                     break
