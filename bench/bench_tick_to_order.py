@@ -1,154 +1,163 @@
-"""Tick-to-order latency of the engine's hot path, and the longest event-loop stall.
+"""Tick-to-order latency of the engine against the Binance-compatible loopback server, and the
+longest event-loop stall.
 
-Two triggers, each measured from the moment the triggering input reaches the engine to the moment
-the resulting order request is handed to the venue adapter's ``place_order`` (the call that
-serialises and writes it):
+Setup: ``fundarb sim serve``'s Binance face (``BinanceServer``) runs in a child process on
+127.0.0.1; this process runs what ``fundarb run`` runs for positions: the real ``BinanceVenue``
+adapter (REST signing, websocket user data, WebSocket-API orders), the position manager with its
+runners and executors, and a durable SQLite journal (``--database-url`` for PostgreSQL) whose
+writer runs as in the engine, with a book of ``--book`` hedged positions held open. Each round
+opens a position (leg A: a post-only sell of the perp resting between the server's two price
+levels, filled by its next up-step, every ``STEP_MS``), waits for the hedge, and exits it, so the
+fill arrives when the engine is otherwise idle, as a leg-A fill does in production.
 
-* entry: an ``EntrySignalled`` delivered to a new position -> leg A's order;
-* hedge: a Binance USDⓈ-M ``ORDER_TRADE_UPDATE`` frame (raw bytes, filling leg A) ->
-  ``fundarb.venues.binance.decode`` -> the manager's router -> the position's step -> the journal
-  (durable append, journal-before-act) -> the hedge order.
+Two triggers, each timed from the moment the triggering input reaches the engine to the moment
+the resulting order's bytes have been handed to the kernel (``send_all``/``send_message``
+returned on the socket that carries the order):
 
-The venue is an in-process recorder (no network), so the figures are the engine's own cost,
-including the durable journal append. A watchdog task sleeps 1 ms in a loop and reports the worst
+* entry: ``EntrySignalled`` delivered to a new position -> leg A's order written (REST);
+* hedge: leg A's ``ORDER_TRADE_UPDATE`` frame read off the user-data socket (the
+  ``receive_some`` that returned its bytes) -> trio-websocket -> ``decode`` -> the router ->
+  the position's step -> the journal queue -> the hedge order written (WebSocket API when it is
+  connected, else REST).
+
+Instrumentation (this file only): ``trio.SocketStream.receive_some``/``send_all`` and
+``trio_websocket.WebSocketConnection.send_message`` are wrapped to stamp
+``time.perf_counter_ns()`` when bytes carrying a tracked client order id pass; the wrappers'
+own cost is inside the figures. A watchdog task sleeps 1 ms in a loop and reports the worst
 overshoot: the longest stall of the event loop.
 
-    python bench/bench_tick_to_order.py [--events 10000] [--database-url postgresql://...]
+    python bench/bench_tick_to_order.py [--events 10000] [--book 16] [--database-url postgresql://...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from decimal import Decimal as D
+from typing import Any
 
-import orjson
+import attrs
 import trio
-import trio.lowlevel
+import trio_websocket
 
 from fundarb.core import events as ev
-from fundarb.core.model import (
-    Instrument,
-    InstrumentId,
-    Market,
-    OrderRequest,
-    OrderStatus,
-    OrderUpdate,
-    Side,
-)
+from fundarb.core.model import InstrumentId, Market, Side, TimeInForce, Wallet
 from fundarb.core.position import PositionState
-from fundarb.core.position_model import LegSpec, PositionPlan
+from fundarb.core.position_model import Leg, LegSpec, PositionPlan
 from fundarb.engine.app import tune_gc
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager
+from fundarb.engine.venues import loopback_urls
 from fundarb.journal import open_journal
-from fundarb.venues.binance import decode
+from fundarb.sim.drivers import MarketTick
+from fundarb.venues.binance import Credentials
+from fundarb.venues.binance._endpoints import Family
+from fundarb.venues.binance._ratelimit import FAPI_LIMITS, SAPI_LIMITS, SPOT_LIMITS, RateLimiter
+from fundarb.venues.binance.client import BinanceVenue
 
-PERP = Instrument(
-    InstrumentId("binance", Market.PERPETUAL, "BTCUSDT"),
-    "BTC",
-    "USDT",
-    D("0.1"),
-    D("0.001"),
-    D("0.001"),
-    D("5"),
-)
-SPOT = Instrument(
-    InstrumentId("binance", Market.SPOT, "BTCUSDT"),
-    "BTC",
-    "USDT",
-    D("0.01"),
-    D("0.00001"),
-    D("0.00001"),
-    D("5"),
-)
+KEY, SECRET = "bench-key", "bench-secret"
+RAISED = 1000  # rate limits of the bench account, x the published ones (server and adapter alike)
+STEP_MS = 10  # the server's market steps (real ms: the server runs at speed 1)
+LOW, HIGH = D("30000"), D("30020")
+RESTING = D("30010")  # leg A: a post-only sell between them, filled by the next up-step
+PERP = InstrumentId("binance", Market.PERPETUAL, "BTCUSDT")
+SPOT = InstrumentId("binance", Market.SPOT, "BTCUSDT")
+S = PositionState
 
+# --- instrumentation -------------------------------------------------------------------------------
 
-class RecordingVenue:
-    """Answers every placement at once and records when it was asked."""
-
-    name = "binance"
-
-    def __init__(self) -> None:
-        self.placed: dict[str, int] = {}
-        self.waiters: dict[str, trio.Event] = {}
-
-    async def place_order(self, request: OrderRequest) -> OrderUpdate:
-        self.placed[request.client_order_id] = time.perf_counter_ns()
-        waiter = self.waiters.pop(request.client_order_id, None)
-        if waiter is not None:
-            waiter.set()
-        return OrderUpdate(
-            request.instrument,
-            request.client_order_id,
-            "1",
-            OrderStatus.NEW,
-            request.side,
-            request.quantity,
-            D(0),
-            None,
-            0,
-        )
-
-    async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
-        return OrderUpdate(
-            instrument, client_order_id, "1", OrderStatus.CANCELED, Side.BUY, D(0), D(0), None, 0
-        )
-
-    async def aclose(self) -> None:
-        pass
+FILL_IN: dict[str, int] = {}  # leg-A cid -> when the bytes of its fill frame were read
+WRITTEN: dict[str, int] = {}  # cid -> when the bytes of its order were written
+_FILL = re.compile(rb'"c":"(fa\.[^".]+\.A\.\d+)"')
+_REST_CID = re.compile(rb"newClientOrderId=(fa\.[^&\s]+)")
+_WS_CID = re.compile(r'"newClientOrderId":"(fa\.[^"]+)"')
 
 
-def fill_frame(cid: str, qty: str, trade_id: int) -> bytes:
-    """A USDⓈ-M ORDER_TRADE_UPDATE frame filling ``cid`` completely."""
-    return orjson.dumps(
-        {
-            "stream": "user",
-            "data": {
-                "e": "ORDER_TRADE_UPDATE",
-                "E": 1700000000123,
-                "T": 1700000000120,
-                "o": {
-                    "s": "BTCUSDT",
-                    "c": cid,
-                    "S": "SELL",
-                    "o": "LIMIT",
-                    "f": "IOC",
-                    "q": qty,
-                    "p": "37000.1",
-                    "ap": "37000.1",
-                    "sp": "0",
-                    "x": "TRADE",
-                    "X": "FILLED",
-                    "i": 4012345678,
-                    "l": qty,
-                    "z": qty,
-                    "L": "37000.1",
-                    "N": "USDT",
-                    "n": "0.0296",
-                    "T": 1700000000120,
-                    "t": trade_id,
-                    "b": "0",
-                    "a": "0",
-                    "m": False,
-                    "R": False,
-                    "wt": "CONTRACT_PRICE",
-                    "ot": "LIMIT",
-                    "ps": "BOTH",
-                    "cp": False,
-                    "rp": "0",
-                    "pP": False,
-                    "si": 0,
-                    "ss": 0,
-                    "V": "NONE",
-                    "pm": "NONE",
-                    "gtd": 0,
-                },
-            },
-        }
+def instrument() -> None:
+    """Wrap the socket calls that carry frames in and orders out (see the module docstring)."""
+    receive_some, send_all = trio.SocketStream.receive_some, trio.SocketStream.send_all
+    send_message = trio_websocket.WebSocketConnection.send_message
+
+    async def timed_receive_some(self: Any, max_bytes: int | None = None) -> bytes:
+        data = await receive_some(self, max_bytes)
+        if b"ORDER_TRADE_UPDATE" in data:
+            now = time.perf_counter_ns()
+            for frame in data.split(b"ORDER_TRADE_UPDATE")[1:]:  # one chunk per frame
+                if b'"x":"TRADE"' in frame:  # a fill, not the NEW that acknowledged the order
+                    for cid in _FILL.findall(frame):
+                        FILL_IN.setdefault(cid.decode(), now)
+        return data
+
+    async def timed_send_all(self: Any, data: Any) -> None:
+        await send_all(self, data)
+        if b"newClientOrderId=" in data:
+            now = time.perf_counter_ns()
+            for cid in _REST_CID.findall(bytes(data)):
+                WRITTEN.setdefault(cid.decode(), now)
+
+    async def timed_send_message(self: Any, message: Any) -> None:
+        await send_message(self, message)
+        if isinstance(message, str) and "newClientOrderId" in message:
+            now = time.perf_counter_ns()
+            for cid in _WS_CID.findall(message):
+                WRITTEN.setdefault(cid, now)
+
+    trio.SocketStream.receive_some = timed_receive_some  # type: ignore[method-assign]
+    trio.SocketStream.send_all = timed_send_all  # type: ignore[method-assign]
+    trio_websocket.WebSocketConnection.send_message = timed_send_message  # type: ignore[method-assign]
+
+
+# --- the server (child process) ----------------------------------------------------------------
+
+
+@attrs.frozen
+class SawDriver:
+    """The server's market: every ``STEP_MS`` the price jumps between ``LOW`` and ``HIGH``, so a
+    sell resting between them is filled by the next up-step (the fill the bench times)."""
+
+    start_ms: int
+    end_ms: int | None = None
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+
+    def tick_at(self, ts_ms: int) -> MarketTick:
+        """LOW on even steps, HIGH on odd ones; funding 1 bp."""
+        price = HIGH if (ts_ms // STEP_MS) % 2 else LOW
+        return MarketTick(ts_ms, {"BTCUSDT": price}, {"BTCUSDT": price}, {"BTCUSDT": D("0.0001")})
+
+
+def serve() -> None:
+    """Child mode: a funded Binance loopback server; prints ``listening http://... ws://...``."""
+    from fundarb.sim.binance_server import BinanceServer
+    from fundarb.sim.binance_server._usage import Usage
+
+    funds = {(Wallet.FUTURES, "USDT"): D(10**9), (Wallet.SPOT, "USDT"): D(10**9)}
+    now = time.time_ns() // 1_000_000
+    server = BinanceServer.for_tests(
+        credentials={KEY: SECRET}, balances=funds, step_ms=STEP_MS, driver=SawDriver(now), start_ms=now
     )
+    # a high-tier account: 10k rounds at the published order limits (100 spot orders / 10 s) would
+    # take half an hour; the limits are counted as ever, only raised (see RAISED)
+    server.state.usage = {
+        "api": Usage(6_000 * RAISED, {"10s": 100 * RAISED, "1d": 200_000 * RAISED}),
+        "fapi": Usage(2_400 * RAISED, {"10s": 300 * RAISED, "1m": 1_200 * RAISED}),
+    }
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            urls = await n.start(server.run)
+            base = urls.base_urls()
+            print(f"listening {base.spot} {base.spot_stream}", flush=True)
+
+    trio.run(main)
+
+
+# --- the engine side ---------------------------------------------------------------------------
 
 
 async def watchdog(stalls: list[float]) -> None:
@@ -159,67 +168,135 @@ async def watchdog(stalls: list[float]) -> None:
         stalls.append(time.perf_counter() - t - 0.001)
 
 
-def pct(values: list[int], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] / 1000
+async def _route(receive: Any, manager: PositionManager) -> None:
+    async for event in receive:
+        manager.route(event)
 
 
-async def run(n: int, database_url: str | None) -> None:
-    venue = RecordingVenue()
+async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[str, Any]:
     stalls: list[float] = []
     entry_lat: list[int] = []
     hedge_lat: list[int] = []
+    hedged_over_ws = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with open_journal(database_url, tmp) as journal, trio.open_nursery() as nursery:
+            venue = BinanceVenue(Credentials(KEY, SECRET), base_urls=loopback_urls(banner), call_timeout=5.0)
+            for family, (weights, orders) in (
+                (Family.SPOT, SPOT_LIMITS), (Family.FAPI, FAPI_LIMITS), (Family.SAPI, SAPI_LIMITS)
+            ):  # fmt: skip
+                venue.rest.limiters[family] = RateLimiter.with_limits(
+                    ({k: v * RAISED for k, v in weights.items()}, {k: v * RAISED for k, v in orders.items()})
+                )
             await nursery.start(journal.run_writer)
-            manager = PositionManager({"binance": venue}, journal, EngineClock.start())  # type: ignore[dict-item]
+            manager = PositionManager({"binance": venue}, journal, EngineClock.start())
             await nursery.start(manager.run)
-            nursery.start_soon(watchdog, stalls)
+            send, receive = trio.open_memory_channel[Any](10_000)
+            await nursery.start(venue.run_user_data, send)
+            nursery.start_soon(_route, receive, manager)
+            rules = {i.id: i for i in await venue.instruments()}
+            qty = max(rules[PERP].min_qty, rules[SPOT].min_qty) * 10
+            await trio.sleep(0.5)  # let every stream connect before timing anything
             tune_gc()  # as the engine does once it has started
-            for i in range(n):
-                pid = f"b{i}"
+            nursery.start_soon(watchdog, stalls)
+            warmup = min(200, n // 10)
+
+            async def round_trip(i: int, measured: bool, close: bool) -> None:
+                for attempt in range(20):  # placed while the market was up: post-only refused, again
+                    if await one_round(f"b{i}r{attempt}", measured, close):
+                        return
+                raise RuntimeError(f"round {i}: 20 entries refused")
+
+            async def one_round(pid: str, measured: bool, close: bool) -> bool:
+                nonlocal hedged_over_ws
                 plan = PositionPlan(
                     pid,
-                    LegSpec(PERP, Side.SELL, D("0.01")),
-                    LegSpec(SPOT, Side.BUY, D("0.01")),
-                    hedge_timeout_ms=10**9,  # the recorder never fills hedges: no unwinds mid-benchmark
+                    LegSpec(rules[PERP], Side.SELL, qty),
+                    LegSpec(rules[SPOT], Side.BUY, qty),
+                    hedge_timeout_ms=5_000,
+                    entry_time_in_force=TimeInForce.POST_ONLY,
                 )
-                a_cid, b_cid = f"fa.{pid}.A.1", f"fa.{pid}.B.2"
-                placed_a, placed_b = trio.Event(), trio.Event()
-                venue.waiters[a_cid], venue.waiters[b_cid] = placed_a, placed_b
                 t0 = time.perf_counter_ns()
-                await manager.open_position(plan, ev.EntrySignalled(D("37000"), D("37000")))
-                await placed_a.wait()
-                entry_lat.append(venue.placed[a_cid] - t0)
-                await trio.lowlevel.checkpoint()  # let the acknowledgement land
-                frame = fill_frame(a_cid, "0.010", 10_000 + i)
-                t1 = time.perf_counter_ns()
-                for event in decode(frame):
-                    manager.route(event)
-                await placed_b.wait()
-                hedge_lat.append(venue.placed[b_cid] - t1)
-                # complete the hedge (not timed) so the position is HEDGED and shuts down quietly
-                manager.runners[pid].deliver(ev.OrderStatusReported(b_cid, OrderStatus.FILLED, D("0.010")))
-            for runner in manager.runners.values():  # let every position finish hedging (untimed)
-                while runner.state is not PositionState.HEDGED:
-                    await runner.wait_stepped()
+                runner = await manager.open_position(plan, ev.EntrySignalled(LOW, RESTING))
+                with trio.fail_after(10):
+                    while runner.state not in (S.HEDGED, S.CLOSED, S.FAILED):
+                        await runner.wait_stepped()
+                if runner.state is S.CLOSED and not runner.position.held(Leg.A):
+                    manager.runners.pop(pid, None)
+                    return False
+                if runner.state is not S.HEDGED:
+                    raise RuntimeError(f"{pid} ended {runner.state.value}: {runner.position.reason}")
+                a_cid = f"fa.{pid}.A.1"
+                b_cid = next(o.cid for o in runner.position.orders if o.leg.value == "B")
+                if measured:
+                    entry_lat.append(WRITTEN[a_cid] - t0)
+                    hedge_lat.append(WRITTEN[b_cid] - FILL_IN[a_cid])
+                    hedged_over_ws += venue_used_ws(venue)
+                if close:
+                    runner.deliver(ev.ExitSignalled("bench round over"))
+                    with trio.fail_after(10):
+                        while runner.state is not S.CLOSED:
+                            await runner.wait_stepped()
+                    manager.runners.pop(pid, None)
+                return True
+
+            for i in range(book):  # the book the engine holds while it trades (hedged, idle)
+                await round_trip(n + warmup + i, False, False)
+            for i in range(n + warmup):
+                await round_trip(i, i >= warmup, True)
+            await venue.aclose()
             nursery.cancel_scope.cancel()
-    backend = "postgresql" if database_url else "sqlite"
-    print(f"tick-to-order, {n} events each, journal={backend} (durable append before every order)")
-    print(f"{'trigger':<8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9}")
-    for name, lat in (("entry", entry_lat), ("hedge", hedge_lat)):
-        print(
-            f"{name:<8} {pct(lat, 0.5):9.1f} {pct(lat, 0.99):9.1f} {pct(lat, 0.999):9.1f} {statistics.mean(lat) / 1000:9.1f}"
-        )
-    print(f"longest event-loop stall: {max(stalls) * 1e3:.2f} ms over {len(stalls)} watchdog wake-ups")
+    return {"entry": entry_lat, "hedge": hedge_lat, "stalls": stalls, "ws": hedged_over_ws}
+
+
+def venue_used_ws(venue: BinanceVenue) -> int:
+    """1 when the venue's spot orders currently go over the WebSocket API (else 0)."""
+    return int(venue.ws_api is not None and venue.ws_api.connected)
+
+
+def pct(values: list[int], q: float) -> float:
+    """The ``q`` quantile of ``values`` (ns), in µs."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Start the server, run the rounds, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--book", type=int, default=16, help="hedged positions held open meanwhile")
     parser.add_argument("--database-url", default=None, help="PostgreSQL journal instead of SQLite")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    trio.run(run, args.events, args.database_url)
+    if args.serve:
+        serve()
+        return
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline().strip().removeprefix("listening ")
+        instrument()
+        out = trio.run(run, banner, args.events, args.book, args.database_url)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    load = os.getloadavg()[0]
+    backend = "postgresql" if args.database_url else "sqlite"
+    print(
+        f"tick-to-order against the Binance loopback server (separate process), {len(out['hedge'])} rounds, "
+        f"journal={backend}, load average {load:.2f} over {os.cpu_count()} cpus"
+    )
+    print(f"hedges sent over the WebSocket API: {out['ws']} of {len(out['hedge'])}")
+    print(f"{'trigger':<8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9} {'max us':>9}")
+    for name in ("entry", "hedge"):
+        lat = out[name]
+        print(
+            f"{name:<8} {pct(lat, 0.5):9.1f} {pct(lat, 0.99):9.1f} {pct(lat, 0.999):9.1f} "
+            f"{statistics.mean(lat) / 1000:9.1f} {max(lat) / 1000:9.1f}"
+        )
+    stalls = out["stalls"]
+    print(f"longest event-loop stall: {max(stalls) * 1e3:.2f} ms over {len(stalls)} watchdog wake-ups")
 
 
 if __name__ == "__main__":
