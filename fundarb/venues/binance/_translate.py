@@ -36,6 +36,8 @@ from fundarb.core.model import (
     VenuePosition,
     Wallet,
 )
+from fundarb.core.prechecked import funding_snapshot as _funding_snapshot
+from fundarb.core.prechecked import quote as _quote
 from fundarb.core.venue_events import (
     BalanceReported,
     FillReported,
@@ -80,6 +82,9 @@ _STATUS = {
 SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 _PERP_IDS: dict[str, InstrumentId] = {}
 _SPOT_IDS: dict[str, InstrumentId] = {}
+# What the fast paths' lookups and Decimal(...) can raise on a bad frame (an unhashable symbol,
+# a missing key, "abc" or NaN compared): they then defer to the checked path, which reports it.
+_FAST_PATH_ERRORS = (KeyError, TypeError, ArithmeticError)
 
 
 def instrument_id(market: Market, symbol: Any) -> InstrumentId:
@@ -108,6 +113,33 @@ def order_status(raw: Any, filled: Decimal) -> OrderStatus:
 
 def mark_price(d: Mapping[str, Any], intervals: Mapping[str, int]) -> FundingSnapshot:
     """``markPriceUpdate`` -> :class:`FundingSnapshot` (``intervals``: symbol -> hours, else 8)."""
+    # The hot path, for the common frame (a known symbol, decimal strings): the same values as
+    # _mark_price, built by prechecked.funding_snapshot. Anything else, including every error,
+    # goes through _mark_price, so the errors are its errors.
+    try:
+        symbol, i = d["s"], d["i"]
+        iid = _PERP_IDS[symbol]  # KeyError for a new symbol: _mark_price caches it
+        if type(i) is str:
+            p, r = d["p"], d["r"]
+            if type(p) is str and type(r) is str:
+                index = Decimal(i)
+                snapshot = _funding_snapshot(
+                    iid,
+                    Decimal(r),
+                    d["T"],
+                    intervals.get(symbol, DEFAULT_FUNDING_HOURS),
+                    Decimal(p),
+                    index if index > ZERO else None,
+                    d["E"],
+                )
+                if snapshot is not None:
+                    return snapshot
+    except _FAST_PATH_ERRORS:
+        pass
+    return _mark_price(d, intervals)
+
+
+def _mark_price(d: Mapping[str, Any], intervals: Mapping[str, int]) -> FundingSnapshot:
     iid = instrument_id(Market.PERPETUAL, d["s"])
     index = dec(d["i"])
     return FundingSnapshot(
@@ -126,6 +158,23 @@ def book_ticker(d: Mapping[str, Any], received_ms: int) -> Quote:
 
     Spot frames carry no time: ``received_ms`` (the shell's receive time) stamps them.
     """
+    # Hot path as in mark_price: prechecked.quote, else _book_ticker for the value or the error.
+    try:
+        if "e" in d:
+            iid, ts = _PERP_IDS[d["s"]], d["E"]  # KeyError for a new symbol: _book_ticker caches it
+        else:
+            iid, ts = _SPOT_IDS[d["s"]], received_ms
+        b, bq, a, aq = d["b"], d["B"], d["a"], d["A"]
+        if type(b) is str and type(bq) is str and type(a) is str and type(aq) is str:
+            q = _quote(iid, Decimal(b), Decimal(bq), Decimal(a), Decimal(aq), ts)
+            if q is not None:
+                return q
+    except _FAST_PATH_ERRORS:
+        pass
+    return _book_ticker(d, received_ms)
+
+
+def _book_ticker(d: Mapping[str, Any], received_ms: int) -> Quote:
     if "e" in d:
         market, ts = Market.PERPETUAL, ms(d["E"])
     else:

@@ -22,8 +22,15 @@ from fundarb.core.model import (
     Side,
     VenuePosition,
 )
+from fundarb.core.prechecked import funding_snapshot as _funding_snapshot
 from fundarb.venues.binance._schemas import dec, dec_or, ms, text
-from fundarb.venues.binance._translate import SIDES, instrument_id, order_status
+from fundarb.venues.binance._translate import (
+    _FAST_PATH_ERRORS,
+    _PERP_IDS,
+    SIDES,
+    instrument_id,
+    order_status,
+)
 
 __all__ = [
     "funding_from_premium_index",
@@ -51,6 +58,31 @@ def quote_from_rest(d: Mapping[str, Any], market: Market, now_ms: int) -> Quote:
 
 def funding_from_premium_index(d: Mapping[str, Any], interval_hours: int) -> FundingSnapshot:
     """``GET /fapi/v1/premiumIndex?symbol=`` -> :class:`FundingSnapshot`."""
+    # Hot path as in _translate.mark_price: prechecked.funding_snapshot for a known symbol and
+    # decimal strings, else the checked path below (which also reports every error).
+    try:
+        iid, i = _PERP_IDS[d["symbol"]], d["indexPrice"]  # KeyError: a new symbol, cached below
+        if type(i) is str:
+            p, r = d["markPrice"], d["lastFundingRate"]
+            if type(p) is str and type(r) is str:
+                index = Decimal(i)
+                snapshot = _funding_snapshot(
+                    iid,
+                    Decimal(r),
+                    d["nextFundingTime"],
+                    interval_hours,
+                    Decimal(p),
+                    index if index > ZERO else None,
+                    d["time"],
+                )
+                if snapshot is not None:
+                    return snapshot
+    except _FAST_PATH_ERRORS:
+        pass
+    return _funding_from_premium_index(d, interval_hours)
+
+
+def _funding_from_premium_index(d: Mapping[str, Any], interval_hours: int) -> FundingSnapshot:
     index = dec(d["indexPrice"])
     return FundingSnapshot(
         instrument_id(Market.PERPETUAL, d["symbol"]),

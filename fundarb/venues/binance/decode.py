@@ -27,8 +27,11 @@ import attrs
 import orjson
 
 from fundarb.core.model import Wallet
+from fundarb.core.prechecked import funding_received, quote_received
 from fundarb.core.venue_events import FundingReceived, QuoteReceived, VenueEvent
 from fundarb.venues.binance import _translate as tr
+from fundarb.venues.binance._translate import book_ticker as _book_ticker
+from fundarb.venues.binance._translate import mark_price as _mark_price
 from fundarb.venues.errors import DecodeError
 
 __all__ = ["BinanceDecoder", "DecodeStatistics", "decode", "decode_statistics"]
@@ -59,8 +62,9 @@ class BinanceDecoder:
 
     intervals: Mapping[str, int] = attrs.field(factory=dict)
     spot_wallet: Wallet = Wallet.SPOT
-    _frames: int = 0
-    _events: int = 0
+    _frames: int = 0  # frames other than _singles
+    _events: int = 0  # events from those frames
+    _singles: int = 0  # market-data frames that gave exactly one event (one counter, not two)
     _unknown: int = 0
     _control: int = 0
     _errors: int = 0
@@ -68,30 +72,44 @@ class BinanceDecoder:
 
     def decode(self, raw: bytes | str, *, received_ms: int = 0) -> list[VenueEvent]:
         """Decode one frame. ``received_ms`` stamps frames that carry no time (spot bookTicker)."""
-        self._frames += 1
         try:
             doc = orjson.loads(raw)
         except (orjson.JSONDecodeError, TypeError) as exc:
+            self._frames += 1
             self._errors += 1
             raise DecodeError(f"binance: not JSON: {exc}", raw=_preview(raw), venue=tr.VENUE) from None
         try:
+            # The two market-data frames, most of the traffic, dispatched here in one test each;
+            # everything else (envelopes, arrays, user data, control) goes through _document.
+            e = doc.get("e") if type(doc) is dict else None
+            if e == "markPriceUpdate":
+                events: list[VenueEvent] = [funding_received(_mark_price(doc, self.intervals))]
+                self._singles += 1
+                return events
+            if e == "bookTicker":
+                events = [quote_received(_book_ticker(doc, received_ms))]
+                self._singles += 1
+                return events
             events = self._document(doc, received_ms)
         except DecodeError:
+            self._frames += 1
             self._errors += 1
             raise
         except _BAD_INPUT as exc:
+            self._frames += 1
             self._errors += 1
             raise DecodeError(
                 f"binance: malformed frame ({type(exc).__name__}: {exc})", raw=_preview(raw), venue=tr.VENUE
             ) from exc
+        self._frames += 1
         self._events += len(events)
         return events
 
     def statistics(self) -> DecodeStatistics:
         """A snapshot of the counters."""
         return DecodeStatistics(
-            self._frames,
-            self._events,
+            self._frames + self._singles,
+            self._events + self._singles,
             self._unknown,
             self._control,
             self._errors,
