@@ -28,7 +28,7 @@ import orjson
 
 from fundarb.core.model import Wallet
 from fundarb.core.prechecked import funding_received, quote_received
-from fundarb.core.venue_events import FundingReceived, QuoteReceived, VenueEvent
+from fundarb.core.venue_events import VenueEvent
 from fundarb.venues.binance import _translate as tr
 from fundarb.venues.binance._translate import book_ticker as _book_ticker
 from fundarb.venues.binance._translate import mark_price as _mark_price
@@ -149,7 +149,7 @@ class BinanceDecoder:
         e = d.get("e")
         if e is None:
             if "b" in d and "a" in d and "s" in d and "u" in d:
-                return [QuoteReceived(tr.book_ticker(d, received_ms))]
+                return [quote_received(_book_ticker(d, received_ms))]
             if "id" in d and ("result" in d or "status" in d or "error" in d):
                 self._control += 1
                 return []
@@ -157,9 +157,9 @@ class BinanceDecoder:
         if type(e) is not str:
             raise TypeError(f"e: expected a string, got {type(e).__name__}")
         if e == "markPriceUpdate":
-            return [FundingReceived(tr.mark_price(d, self.intervals))]
+            return [funding_received(_mark_price(d, self.intervals))]
         if e == "bookTicker":
-            return [QuoteReceived(tr.book_ticker(d, received_ms))]
+            return [quote_received(_book_ticker(d, received_ms))]
         if e == "ORDER_TRADE_UPDATE":
             return tr.order_trade_update(d)
         if e == "ACCOUNT_UPDATE":
