@@ -120,9 +120,8 @@ def mark_price(d: Mapping[str, Any], intervals: Mapping[str, int]) -> FundingSna
         symbol, i = d["s"], d["i"]
         iid = _PERP_IDS[symbol]  # KeyError for a new symbol: _mark_price caches it
         if type(i) is str:
-            p, r = d["p"], d["r"]
-            if type(p) is str and type(r) is str:
-                index = Decimal(i)
+            p, r, index = d["p"], d["r"], Decimal(i)
+            if type(p) is str and type(r) is str and index.is_finite():  # -Infinity is not "no index"
                 snapshot = _funding_snapshot(
                     iid,
                     Decimal(r),

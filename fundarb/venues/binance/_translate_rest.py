@@ -63,9 +63,8 @@ def funding_from_premium_index(d: Mapping[str, Any], interval_hours: int) -> Fun
     try:
         iid, i = _PERP_IDS[d["symbol"]], d["indexPrice"]  # KeyError: a new symbol, cached below
         if type(i) is str:
-            p, r = d["markPrice"], d["lastFundingRate"]
-            if type(p) is str and type(r) is str:
-                index = Decimal(i)
+            p, r, index = d["markPrice"], d["lastFundingRate"], Decimal(i)
+            if type(p) is str and type(r) is str and index.is_finite():  # -Infinity is not "no index"
                 snapshot = _funding_snapshot(
                     iid,
                     Decimal(r),
