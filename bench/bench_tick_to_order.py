@@ -11,8 +11,8 @@ levels, filled by its next up-step, every ``STEP_MS``), waits for the hedge, and
 fill arrives when the engine is otherwise idle, as a leg-A fill does in production.
 
 Two triggers, each timed from the moment the triggering input reaches the engine to the moment
-the resulting order's bytes have been handed to the kernel (``send_all``/``send_message``
-returned on the socket that carries the order):
+the resulting order's bytes are handed to the socket (``trio.SocketStream.send_all`` entered on
+the connection that carries the order; the send syscall follows without a yield):
 
 * entry: ``EntrySignalled`` delivered to a new position -> leg A's order written (REST);
 * hedge: leg A's ``ORDER_TRADE_UPDATE`` frame read off the user-data socket (the
@@ -20,10 +20,11 @@ returned on the socket that carries the order):
   the position's step -> the journal queue -> the hedge order written (WebSocket API when it is
   connected, else REST).
 
-Instrumentation (this file only): ``trio.SocketStream.receive_some``/``send_all`` and
-``trio_websocket.WebSocketConnection.send_message`` are wrapped to stamp
-``time.perf_counter_ns()`` when bytes carrying a tracked client order id pass; the wrappers'
-own cost is inside the figures. A watchdog task sleeps 1 ms in a loop and reports the worst
+Instrumentation (this file only): ``trio.SocketStream.receive_some`` (stamped after it returns,
+so the yield trio makes after the read is inside the figure) and ``send_all`` are wrapped to stamp
+``time.perf_counter_ns()`` when bytes carrying a tracked client order id pass
+(``WsApiSession.send_frame`` marks which masked WebSocket frame carries which id);
+the wrappers' own cost is inside the figures. A watchdog task sleeps 1 ms in a loop and reports the worst
 overshoot: the longest stall of the event loop.
 
     python bench/bench_tick_to_order.py [--events 10000] [--book 16] [--database-url postgresql://...]
@@ -32,6 +33,7 @@ overshoot: the longest stall of the event loop.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import os
 import re
 import statistics
@@ -44,7 +46,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio_websocket
 
 from fundarb.core import events as ev
 from fundarb.core.model import InstrumentId, Market, Side, TimeInForce, Wallet
@@ -53,12 +54,15 @@ from fundarb.core.position_model import Leg, LegSpec, PositionPlan
 from fundarb.engine.app import tune_gc
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager
+from fundarb.engine.market import MarketState, UserDataSink
+from fundarb.engine.telemetry import NullTelemetry
 from fundarb.engine.venues import loopback_urls
 from fundarb.journal import open_journal
 from fundarb.sim.drivers import MarketTick
 from fundarb.venues.binance import Credentials
 from fundarb.venues.binance._endpoints import Family
 from fundarb.venues.binance._ratelimit import FAPI_LIMITS, SAPI_LIMITS, SPOT_LIMITS, RateLimiter
+from fundarb.venues.binance._wsapi import WsApiSession
 from fundarb.venues.binance.client import BinanceVenue
 
 KEY, SECRET = "bench-key", "bench-secret"
@@ -77,12 +81,13 @@ WRITTEN: dict[str, int] = {}  # cid -> when the bytes of its order were written
 _FILL = re.compile(rb'"c":"(fa\.[^".]+\.A\.\d+)"')
 _REST_CID = re.compile(rb"newClientOrderId=(fa\.[^&\s]+)")
 _WS_CID = re.compile(r'"newClientOrderId":"(fa\.[^"]+)"')
+_SENDING: contextvars.ContextVar[str | None] = contextvars.ContextVar("sending", default=None)
 
 
 def instrument() -> None:
     """Wrap the socket calls that carry frames in and orders out (see the module docstring)."""
     receive_some, send_all = trio.SocketStream.receive_some, trio.SocketStream.send_all
-    send_message = trio_websocket.WebSocketConnection.send_message
+    send_frame = WsApiSession.send_frame
 
     async def timed_receive_some(self: Any, max_bytes: int | None = None) -> bytes:
         data = await receive_some(self, max_bytes)
@@ -95,22 +100,27 @@ def instrument() -> None:
         return data
 
     async def timed_send_all(self: Any, data: Any) -> None:
-        await send_all(self, data)
-        if b"newClientOrderId=" in data:
-            now = time.perf_counter_ns()
+        # stamped on entry: the send syscall follows without a yield (trio yields after it)
+        now = time.perf_counter_ns()
+        sending = _SENDING.get()
+        if sending is not None:  # the WebSocket frame of an order (masked: the id is not visible)
+            WRITTEN.setdefault(sending, now)
+        elif b"newClientOrderId=" in data:
             for cid in _REST_CID.findall(bytes(data)):
                 WRITTEN.setdefault(cid.decode(), now)
+        await send_all(self, data)
 
-    async def timed_send_message(self: Any, message: Any) -> None:
-        await send_message(self, message)
-        if isinstance(message, str) and "newClientOrderId" in message:
-            now = time.perf_counter_ns()
-            for cid in _WS_CID.findall(message):
-                WRITTEN.setdefault(cid, now)
+    async def timed_send_frame(self: Any, ws: Any, frame: str) -> None:
+        found = _WS_CID.search(frame)
+        token = _SENDING.set(found.group(1) if found else None)
+        try:
+            await send_frame(self, ws, frame)
+        finally:
+            _SENDING.reset(token)
 
     trio.SocketStream.receive_some = timed_receive_some  # type: ignore[method-assign]
     trio.SocketStream.send_all = timed_send_all  # type: ignore[method-assign]
-    trio_websocket.WebSocketConnection.send_message = timed_send_message  # type: ignore[method-assign]
+    WsApiSession.send_frame = timed_send_frame  # type: ignore[method-assign]
 
 
 # --- the server (child process) ----------------------------------------------------------------
@@ -168,9 +178,21 @@ async def watchdog(stalls: list[float]) -> None:
         stalls.append(time.perf_counter() - t - 0.001)
 
 
-async def _route(receive: Any, manager: PositionManager) -> None:
-    async for event in receive:
-        manager.route(event)
+class Settled(NullTelemetry):
+    """Telemetry that wakes the bench when a position reaches HEDGED, CLOSED or FAILED (and at no
+    other step, so no bench task runs between a fill and its hedge)."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, trio.Event] = {}
+
+    def state_changed(self, position_id: str, old: str, new: str) -> None:
+        if new in ("hedged", "closed", "failed"):
+            self.events.setdefault(position_id, trio.Event()).set()
+
+    async def wait(self, position_id: str) -> None:
+        """Until ``position_id`` next settles."""
+        await self.events.setdefault(position_id, trio.Event()).wait()
+        del self.events[position_id]
 
 
 async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[str, Any]:
@@ -188,17 +210,18 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
                     ({k: v * RAISED for k, v in weights.items()}, {k: v * RAISED for k, v in orders.items()})
                 )
             await nursery.start(journal.run_writer)
-            manager = PositionManager({"binance": venue}, journal, EngineClock.start())
+            settled = Settled()
+            manager = PositionManager({"binance": venue}, journal, EngineClock.start(), settled)
             await nursery.start(manager.run)
-            send, receive = trio.open_memory_channel[Any](10_000)
-            await nursery.start(venue.run_user_data, send)
-            nursery.start_soon(_route, receive, manager)
+            market = MarketState(EngineClock.start())
+            await nursery.start(venue.run_user_data, UserDataSink(market, manager.route))  # as the engine
             rules = {i.id: i for i in await venue.instruments()}
             qty = max(rules[PERP].min_qty, rules[SPOT].min_qty) * 10
             await trio.sleep(0.5)  # let every stream connect before timing anything
             tune_gc()  # as the engine does once it has started
             nursery.start_soon(watchdog, stalls)
             warmup = min(200, n // 10)
+            closed: list[str] = []
 
             async def round_trip(i: int, measured: bool, close: bool) -> None:
                 for attempt in range(20):  # placed while the market was up: post-only refused, again
@@ -219,7 +242,7 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
                 runner = await manager.open_position(plan, ev.EntrySignalled(LOW, RESTING))
                 with trio.fail_after(10):
                     while runner.state not in (S.HEDGED, S.CLOSED, S.FAILED):
-                        await runner.wait_stepped()
+                        await settled.wait(pid)
                 if runner.state is S.CLOSED and not runner.position.held(Leg.A):
                     manager.runners.pop(pid, None)
                     return False
@@ -235,16 +258,18 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
                     runner.deliver(ev.ExitSignalled("bench round over"))
                     with trio.fail_after(10):
                         while runner.state is not S.CLOSED:
-                            await runner.wait_stepped()
-                    manager.runners.pop(pid, None)
+                            await settled.wait(pid)
+                    closed.append(pid)
+                    if len(closed) > 64:  # forget it once its late stream reports have surely arrived
+                        manager.runners.pop(closed.pop(0), None)
                 return True
 
             for i in range(book):  # the book the engine holds while it trades (hedged, idle)
                 await round_trip(n + warmup + i, False, False)
             for i in range(n + warmup):
                 await round_trip(i, i >= warmup, True)
-            await venue.aclose()
             nursery.cancel_scope.cancel()
+        await venue.aclose()
     return {"entry": entry_lat, "hedge": hedge_lat, "stalls": stalls, "ws": hedged_over_ws}
 
 

@@ -22,7 +22,7 @@ import trio
 
 from fundarb.core import events as ev
 from fundarb.core.commands import CancelOrder, PlaceOrder, QueryOrder
-from fundarb.core.model import InstrumentId, OrderStatus
+from fundarb.core.model import Fill, InstrumentId, OrderStatus
 from fundarb.venues.errors import (
     OrderNotFound,
     OrderRejected,
@@ -49,6 +49,18 @@ class ExecutorSettings:
     poll_interval: float = 0.2
     max_rate_limit_wait: float = 10.0
     reject_backoff: float = 0.25  # first pause before reporting a rejected reducing order (its retry follows)
+
+
+def _own_fills(rows: list[Fill], cid: str, order_id: str | None) -> list[Fill]:
+    """The rows that are fills of our order ``cid`` (venue order ``order_id``), carrying ``cid``:
+    Binance's trade lists have no client ids, so its rows are matched by venue order id."""
+    out = []
+    for f in rows:
+        if f.client_order_id == cid:
+            out.append(f)
+        elif not f.client_order_id and order_id is not None and f.venue_order_id == order_id:
+            out.append(attrs.evolve(f, client_order_id=cid))
+    return out
 
 
 def event_for_error(cid: str, error: BaseException, *, placing: bool) -> object:
@@ -194,9 +206,9 @@ class CommandExecutor:
         try:
             with trio.fail_after(self.settings.order_timeout):
                 update = await venue.query_order(instrument, cid)
-                fills = [
-                    f for f in await venue.fills_since(instrument, self.since_ms) if f.client_order_id == cid
-                ]
+                order_id = update.venue_order_id
+                rows = await venue.fills_since(instrument, self.since_ms, order_id=order_id)
+                fills = _own_fills(rows, cid, order_id)
         except OrderNotFound:
             if raise_not_found:
                 raise

@@ -125,7 +125,8 @@ class PositionManager:
     async def open_position(self, plan: PositionPlan, entry: ev.EntrySignalled) -> PositionRunner:
         """Journal a new position, start its task and send it the entry signal."""
         runner = self._runner(Position(plan))
-        await self.journal.append([Entry(PositionOpened(plan), self.clock.now_ms(), plan.position_id)])
+        runner.opened_ms = self.clock.now_ms()
+        await self.journal.append([Entry(PositionOpened(plan), runner.opened_ms, plan.position_id)])
         await self.adopt(runner)
         runner.deliver(entry)
         return runner
@@ -148,13 +149,19 @@ class PositionManager:
         await self._nursery.start(self._supervise, runner)
 
     async def adopt_position(
-        self, position: Position, *, reserved_through: int = 0, unconfirmed: Iterable[str] = ()
+        self,
+        position: Position,
+        *,
+        reserved_through: int = 0,
+        unconfirmed: Iterable[str] = (),
+        opened_ms: int = 0,
     ) -> PositionRunner:
         """Run a recovered position and have it re-read its orders from the venues.
 
         ``reserved_through`` and ``unconfirmed`` come from the journal's hedge reservation
         (:meth:`fundarb.engine.recovery.Recovered.unconfirmed`)."""
         runner = self._runner(position)
+        runner.opened_ms = opened_ms
         runner.reserved_through = reserved_through
         runner.unconfirmed.update(unconfirmed)
         await self.adopt(runner)
@@ -169,6 +176,7 @@ class PositionManager:
                 position,
                 reserved_through=recovered.reserved.get(position.id, 0),
                 unconfirmed=recovered.unconfirmed(position.id),
+                opened_ms=recovered.opened_ms.get(position.id, 0),
             )
 
     async def _supervise(self, runner: PositionRunner, *, task_status: trio.TaskStatus[None]) -> None:

@@ -83,6 +83,8 @@ class PositionRunner:
     naked_notional_seconds: float = 0.0
     worst_naked_notional: float = 0.0
     alerts: list[Alert] = attrs.Factory(list)
+    opened_ms: int = 0
+    """When the position opened (ms): its orders' fills are looked up from a minute before it."""
     reserved_through: int = 0
     """Hedges with client-id counters up to this may be sent before their records are durable."""
     unconfirmed: set[str] = attrs.Factory(set)
@@ -173,6 +175,12 @@ class PositionRunner:
             self._start(cmd, commands, rest_fallback)
         self._stepped.set()
         self._stepped = trio.Event()
+        if hedges:
+            # Let the hedge's task reach the socket before this position handles its next event
+            # (the same fill frame usually queued one more): the new task runs in the next
+            # scheduling pass, in random order with this one; two passes put this one after it.
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
 
     def _reserved(self, cmds: list[Command]) -> bool:
         """True when every placement in ``cmds`` (if any) is a hedge inside the durable reservation.
@@ -209,6 +217,7 @@ class PositionRunner:
             self.executor_settings,
             self._on_sent,
             rest_fallback,
+            since_ms=max(0, self.opened_ms - 60_000),
             unconfirmed=self.unconfirmed,
         )
         if isinstance(cmd, PlaceOrder):

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import attrs
 
-__all__ = ["NULL_TELEMETRY", "RecordingTelemetry", "Telemetry"]
+__all__ = ["NULL_TELEMETRY", "NullTelemetry", "RecordingTelemetry", "Telemetry"]
 
 
 class Telemetry(Protocol):
@@ -36,7 +36,7 @@ class Telemetry(Protocol):
         """The age of an instrument's newest market data."""
 
 
-class _Null:
+class NullTelemetry:
     def order_sent(self, venue: str) -> None:
         pass
 
@@ -56,11 +56,11 @@ class _Null:
         pass
 
 
-NULL_TELEMETRY: Telemetry = _Null()
+NULL_TELEMETRY: Telemetry = NullTelemetry()
 
 
 @attrs.define
-class RecordingTelemetry(_Null):
+class RecordingTelemetry(NullTelemetry):
     """Keeps what it was told, for tests and benchmarks."""
 
     hedge_gaps: list[float] = attrs.Factory(list)

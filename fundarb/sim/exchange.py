@@ -355,6 +355,10 @@ class SimExchange(Ledger):
         """Fills of ``iid`` at or after ``since_ms`` (venue-generated ones included), oldest first."""
         return [f for f in self.accounts[account].fills if f.instrument == iid and f.ts_ms >= since_ms]
 
+    def fills_of(self, account: str, iid: InstrumentId, venue_order_id: str) -> list[Fill]:
+        """The fills of one order (by venue order id), oldest first."""
+        return [f for f in self.accounts[account].fills if f.venue_order_id == venue_order_id and f.instrument == iid]
+
     def funding_income_since(self, account: str, since_ms: int) -> list[FundingPayment]:
         """Funding payments at or after ``since_ms``, oldest first."""
         return [p for p in self.accounts[account].funding if p.ts_ms >= since_ms]

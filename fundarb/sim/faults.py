@@ -227,9 +227,13 @@ class FaultyVenue:
         """Forwarded through the call faults."""
         return await self._invoke("balances", self.inner.balances)
 
-    async def fills_since(self, instrument: InstrumentId, since_ms: int) -> list[Fill]:
+    async def fills_since(
+        self, instrument: InstrumentId, since_ms: int, *, order_id: str | None = None
+    ) -> list[Fill]:
         """Forwarded through the call faults."""
-        return await self._invoke("fills_since", lambda: self.inner.fills_since(instrument, since_ms))
+        return await self._invoke(
+            "fills_since", lambda: self.inner.fills_since(instrument, since_ms, order_id=order_id)
+        )
 
     async def funding_income_since(self, since_ms: int) -> list[FundingPayment]:
         """Forwarded through the call faults."""

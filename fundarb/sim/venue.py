@@ -292,9 +292,13 @@ class SimVenue:
         now = await self._call()
         return self.exchange.balances(self.account, now)
 
-    async def fills_since(self, instrument: InstrumentId, since_ms: int) -> list[Fill]:
-        """Fills at or after ``since_ms``."""
+    async def fills_since(
+        self, instrument: InstrumentId, since_ms: int, *, order_id: str | None = None
+    ) -> list[Fill]:
+        """Fills at or after ``since_ms`` (with ``order_id``: that venue order's, any time)."""
         await self._call()
+        if order_id is not None:
+            return self.exchange.fills_of(self.account, instrument, order_id)
         return self.exchange.fills_since(self.account, instrument, since_ms)
 
     async def funding_income_since(self, since_ms: int) -> list[FundingPayment]:

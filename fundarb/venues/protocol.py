@@ -65,7 +65,14 @@ VENUE_CALLS: tuple[str, ...] = (
 #: The calls that change state at the venue: a timeout after sending means OutcomeUnknown.
 MUTATING_CALLS: frozenset[str] = frozenset({"place_order", "cancel_order", "borrow", "repay", "transfer"})
 
-EventSender = trio.MemorySendChannel[VenueEvent]
+
+class EventSender(Protocol):
+    """Where a stream puts its events: a ``trio.MemorySendChannel`` or the engine's
+    :class:`~fundarb.engine.market.UserDataSink` (which applies them in the stream's task)."""
+
+    async def send(self, value: VenueEvent, /) -> None:
+        """Deliver one event, in order."""
+        ...
 
 
 @runtime_checkable
@@ -120,8 +127,11 @@ class Venue(Protocol):
         """Every wallet balance, including margin debt."""
         ...
 
-    async def fills_since(self, instrument: InstrumentId, since_ms: int) -> list[Fill]:
-        """Our fills on ``instrument`` at or after ``since_ms``, oldest first."""
+    async def fills_since(
+        self, instrument: InstrumentId, since_ms: int, *, order_id: str | None = None
+    ) -> list[Fill]:
+        """Our fills on ``instrument`` at or after ``since_ms``, oldest first; with ``order_id``
+        (a venue order id) only that order's fills, whenever they happened."""
         ...
 
     async def funding_income_since(self, since_ms: int) -> list[FundingPayment]:

@@ -174,3 +174,20 @@ async def _read(tmp_path):
 
     async with open_journal(None, tmp_path, inline_for_tests=True) as journal:
         return await journal.read()
+
+
+def test_an_orders_report_keeps_only_its_own_fills_and_names_them() -> None:
+    """Binance's trade lists carry no client ids: rows of the queried venue order are ours (and
+    get our client id); other orders' rows, ours or not, are not."""
+    from fundarb.core.model import Fill, InstrumentId, Liquidity, Market, Side
+    from fundarb.engine.executor import _own_fills
+
+    iid = InstrumentId("binance", Market.SPOT, "BTCUSDT")
+
+    def row(cid: str, vid: str, tid: str) -> Fill:
+        return Fill(iid, cid, vid, tid, Side.BUY, D("0.01"), D("30000"), D(0), "USDT", Liquidity.TAKER, 1)
+
+    rows = [row("", "7", "t1"), row("", "8", "t2"), row("fa.p.B.2", "7", "t3"), row("fa.p.B.9", "9", "t4")]
+    mine = _own_fills(rows, "fa.p.B.2", "7")
+    assert [(f.trade_id, f.client_order_id) for f in mine] == [("t1", "fa.p.B.2"), ("t3", "fa.p.B.2")]
+    assert [f.trade_id for f in _own_fills(rows, "fa.p.B.2", None)] == ["t3"]  # no venue id: by client id only

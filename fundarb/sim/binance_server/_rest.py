@@ -264,7 +264,14 @@ def _open_orders(family: str) -> Handler:
 def _trades(market: Market) -> Handler:
     async def handler(s: ServerState, p: dict[str, str]) -> Any:
         iid = s.instrument(market, p.get("symbol"))
-        fills = [f for f in await s.venue.fills_since(iid, _since(p)) if f.venue_generated is None]
+        order_id = p.get("orderId")
+        if order_id is not None and not order_id.isdigit():
+            raise mandatory("orderId")
+        if order_id is not None:  # Binance's orderId is the integer form of the simulator's id
+            found = [f for f in await s.venue.fills_since(iid, 0) if w.int_id(f.venue_order_id) == int(order_id)]
+        else:
+            found = await s.venue.fills_since(iid, _since(p))
+        fills = [f for f in found if f.venue_generated is None]
         return w.user_trades(fills[: _limit(p)])
 
     return handler

@@ -168,16 +168,23 @@ def open_orders(family: Family, symbol: str | None) -> Call:
     return Call("GET", family, _OPEN_PATH[family], params, Security.SIGNED, weight=weight)
 
 
-def spot_my_trades(symbol: str, since_ms: int, *, margin: bool) -> Call:
-    """GET /api/v3/myTrades | GET /sapi/v1/margin/myTrades"""
+def _trades_params(symbol: str, since_ms: int, order_id: str | None) -> dict[str, str]:
+    # symbol+orderId is a documented combination on both; orderId with startTime is not (spot)
+    if order_id is not None:
+        return {"symbol": symbol, "orderId": order_id, "limit": "1000"}
+    return {"symbol": symbol, "startTime": str(since_ms), "limit": "1000"}
+
+
+def spot_my_trades(symbol: str, since_ms: int, *, margin: bool, order_id: str | None = None) -> Call:
+    """GET /api/v3/myTrades | GET /sapi/v1/margin/myTrades (one order's with ``order_id``)"""
     family, path = (Family.SAPI, "/sapi/v1/margin/myTrades") if margin else (Family.SPOT, "/api/v3/myTrades")
-    params = {"symbol": symbol, "startTime": str(since_ms), "limit": "1000"}
+    params = _trades_params(symbol, since_ms, order_id)
     return Call("GET", family, path, params, Security.SIGNED, weight=20 if not margin else 10)
 
 
-def futures_user_trades(symbol: str, since_ms: int) -> Call:
-    """GET /fapi/v1/userTrades (weight 5)"""
-    params = {"symbol": symbol, "startTime": str(since_ms), "limit": "1000"}
+def futures_user_trades(symbol: str, since_ms: int, *, order_id: str | None = None) -> Call:
+    """GET /fapi/v1/userTrades (weight 5; one order's with ``order_id``)"""
+    params = _trades_params(symbol, since_ms, order_id)
     return Call("GET", Family.FAPI, "/fapi/v1/userTrades", params, Security.SIGNED, weight=5)
 
 

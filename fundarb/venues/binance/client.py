@@ -281,12 +281,17 @@ class BinanceVenue:
         margin = await self._rest.call(ep.margin_account()) if self._spot_family is Family.SAPI else None
         return _parse("balances", _balances, spot, futures, margin, now)
 
-    async def fills_since(self, instrument: InstrumentId, since_ms: int) -> list[Fill]:
-        """Our trades on ``instrument`` since ``since_ms`` (client ids are not in these rows: "")."""
+    async def fills_since(
+        self, instrument: InstrumentId, since_ms: int, *, order_id: str | None = None
+    ) -> list[Fill]:
+        """Our trades on ``instrument`` since ``since_ms``, or of the order ``order_id`` (Binance's
+        ``orderId`` parameter: one order's trades, not the window's first 1000). Client ids are
+        not in these rows: ""."""
         if self._family(instrument) is Family.FAPI:
-            call = ep.futures_user_trades(instrument.symbol, since_ms)
+            call = ep.futures_user_trades(instrument.symbol, since_ms, order_id=order_id)
         else:
-            call = ep.spot_my_trades(instrument.symbol, since_ms, margin=self._spot_family is Family.SAPI)
+            margin = self._spot_family is Family.SAPI
+            call = ep.spot_my_trades(instrument.symbol, since_ms, margin=margin, order_id=order_id)
         return _parse("trades", rt.user_trades, await self._rest.call(call), instrument.market)
 
     async def funding_income_since(self, since_ms: int) -> list[FundingPayment]:

@@ -137,6 +137,13 @@ async def test_place_fill_and_cancel_with_user_data(clock: trio.testing.MockCloc
             assert queried.status is OrderStatus.FILLED
             [trade] = await v.fills_since(PERP, 0)
             assert trade.quantity == D("0.010") and trade.price == quote.ask
+            # one order's trades by its venue id (Binance's orderId), whatever the window holds
+            other = await v.place_order(OrderRequest("lb-take-2", PERP, Side.BUY, D("0.020"), quote.ask + 50))
+            assert len(await v.fills_since(PERP, 0)) == 2
+            [mine] = await v.fills_since(PERP, 10**15, order_id=filled.venue_order_id)
+            assert mine.trade_id == trade.trade_id and mine.client_order_id == ""
+            [theirs] = await v.fills_since(PERP, 0, order_id=other.venue_order_id)
+            assert theirs.quantity == D("0.020")
             futures = [b for b in await v.balances() if b.wallet is Wallet.FUTURES]
             assert futures and futures[0].free < D(10_000_000)
 
