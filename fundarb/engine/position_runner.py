@@ -93,6 +93,7 @@ class PositionRunner:
     _receive: trio.MemoryReceiveChannel[object] = attrs.field(init=False)
     _last_ms: int | None = attrs.field(init=False, default=None)
     _hedge_triggered: dict[str, float] = attrs.field(init=False, factory=dict)
+    _gaps: list[tuple[str, float]] = attrs.field(init=False, factory=list)
     _stepped: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
@@ -144,6 +145,8 @@ class PositionRunner:
     async def apply(self, event: object, commands: trio.Nursery, *, rest_fallback: bool) -> None:
         """Step the machine, journal the step and its commands, then start the commands."""
         received = trio.current_time()
+        if self._gaps:
+            self._record_gaps()
         cid = getattr(event, "cid", None)
         if cid is not None and cid in self.unconfirmed and self.position.order(cid) is None:
             # a report of a hedge sent just before a restart, before this position re-minted it:
@@ -171,16 +174,20 @@ class PositionRunner:
         old_state, self.position = self.position.state, new
         if new.state is not old_state:
             self.telemetry.state_changed(self.id, old_state.value, new.state.value)
+        if hedges:
+            # Let the hedge's task reach the socket before anything else this position does (its
+            # deadline timer, the rest of the same fill frame): the new task runs in the next
+            # scheduling pass, in random order with this one; two passes put this one after it.
+            for cmd in hedges:
+                self._start(cmd, commands, rest_fallback)
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+            self._record_gaps()
         for cmd in cmds:
-            self._start(cmd, commands, rest_fallback)
+            if not hedges or cmd not in hedges:
+                self._start(cmd, commands, rest_fallback)
         self._stepped.set()
         self._stepped = trio.Event()
-        if hedges:
-            # Let the hedge's task reach the socket before this position handles its next event
-            # (the same fill frame usually queued one more): the new task runs in the next
-            # scheduling pass, in random order with this one; two passes put this one after it.
-            await trio.lowlevel.checkpoint()
-            await trio.lowlevel.checkpoint()
 
     def _reserved(self, cmds: list[Command]) -> bool:
         """True when every placement in ``cmds`` (if any) is a hedge inside the durable reservation.
@@ -235,12 +242,16 @@ class PositionRunner:
             self.telemetry.alert(cmd.severity.value)
 
     def _on_sent(self, cmd: PlaceOrder) -> None:
-        self.telemetry.order_sent(cmd.request.instrument.venue)
         started = self._hedge_triggered.pop(cmd.request.client_order_id, None)
-        if started is not None:
-            gap = trio.current_time() - started
+        if started is not None:  # measured now; recorded after the order is on its way
+            self._gaps.append((cmd.request.client_order_id, trio.current_time() - started))
+        self.telemetry.order_sent(cmd.request.instrument.venue)
+
+    def _record_gaps(self) -> None:
+        for cid, gap in self._gaps:
             self.telemetry.hedge_gap(gap)
-            self._note(HedgeGapMeasured(cmd.request.client_order_id, gap))
+            self._note(HedgeGapMeasured(cid, gap))
+        self._gaps.clear()
 
     def _note(self, record: object) -> None:
         """Journal a non-critical measurement (batched; never blocks the hot path)."""
