@@ -106,6 +106,7 @@ class Account:
     positions: dict[InstrumentId, PerpPosition] = attrs.field(factory=dict)
     orders: dict[str, SimOrder] = attrs.field(factory=dict)
     fills: list[Fill] = attrs.field(factory=list)
+    fills_by_order: dict[str, list[Fill]] = attrs.field(factory=dict)  # venue order id -> its fills
     funding: list[FundingPayment] = attrs.field(factory=list)
     pending: list[PendingTransfer] = attrs.field(factory=list)
     outbox: list[VenueEvent] = attrs.field(factory=list)

@@ -357,7 +357,7 @@ class SimExchange(Ledger):
 
     def fills_of(self, account: str, iid: InstrumentId, venue_order_id: str) -> list[Fill]:
         """The fills of one order (by venue order id), oldest first."""
-        return [f for f in self.accounts[account].fills if f.venue_order_id == venue_order_id and f.instrument == iid]
+        return [f for f in self.accounts[account].fills_by_order.get(venue_order_id, ()) if f.instrument == iid]
 
     def funding_income_since(self, account: str, since_ms: int) -> list[FundingPayment]:
         """Funding payments at or after ``since_ms``, oldest first."""

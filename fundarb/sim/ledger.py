@@ -259,6 +259,8 @@ class Ledger:
 
     def _book_fill(self, acc: Account, inst: Instrument, fill: Fill, wallet: Wallet | None) -> None:
         acc.fills.append(fill)
+        if fill.venue_order_id is not None:
+            acc.fills_by_order.setdefault(fill.venue_order_id, []).append(fill)
         acc.outbox.append(FillReported(fill))
         if inst.is_perpetual:
             acc.outbox.append(PositionReported(self._venue_position(acc, inst.id, fill.ts_ms)))

@@ -267,8 +267,8 @@ def _trades(market: Market) -> Handler:
         order_id = p.get("orderId")
         if order_id is not None and not order_id.isdigit():
             raise mandatory("orderId")
-        if order_id is not None:  # Binance's orderId is the integer form of the simulator's id
-            found = [f for f in await s.venue.fills_since(iid, 0) if w.int_id(f.venue_order_id) == int(order_id)]
+        if order_id is not None:  # Binance's orderId is the integer form of the simulator's "O<n>"
+            found = await s.venue.fills_since(iid, 0, order_id=f"O{int(order_id)}")
         else:
             found = await s.venue.fills_since(iid, _since(p))
         fills = [f for f in found if f.venue_generated is None]
