@@ -296,3 +296,25 @@ async def test_server_answers_order_place_in_binance_shapes(clock: trio.testing.
                 queried = orjson.loads(await ws.get_message())
                 assert (queried["status"], queried["result"]["status"]) == (200, "FILLED")
             nursery.cancel_scope.cancel()
+
+
+async def test_frames_fall_back_to_send_message_when_the_lock_is_taken_or_internals_differ() -> None:
+    """The write that skips trio-websocket's lock checkpoint is only taken when it is safe."""
+    from fundarb.venues.binance._wsapi import _write_uncontended
+
+    class Lockless:  # another trio-websocket version: no _stream_lock
+        closed = None
+
+    assert not await _write_uncontended(Lockless(), "{}")  # type: ignore[arg-type]
+
+    class Busy:
+        closed = None
+        _stream = object()
+        _wsproto = object()
+
+        def __init__(self) -> None:
+            self._stream_lock = trio.Lock()
+
+    busy = Busy()
+    await busy._stream_lock.acquire()
+    assert not await _write_uncontended(busy, "{}")  # type: ignore[arg-type]  # a writer holds it
