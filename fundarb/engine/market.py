@@ -104,10 +104,10 @@ async def run_ingest(
 ) -> None:
     """Service: fold market data into ``market``; hand anything else to ``on_other(event)``."""
     task_status.started()
+    sink = UserDataSink(market, on_other if callable(on_other) else lambda _event: None)
     async with receive:
         async for event in receive:
-            if not market.apply(event) and callable(on_other):
-                on_other(event)
+            await sink.send(event)
 
 
 class UserDataSink:

@@ -9,10 +9,9 @@ Only placements wait for the fsync. A step that places nothing (an acknowledgeme
 cancel: what recovery re-learns by querying its orders) is queued for the batched writer, and so
 is a step whose only placements are hedges with client ids inside the position's durable
 :class:`~fundarb.engine.records.HedgeIdsReserved` reservation (journaled with leg A's entry): it
-acts at once. The hedges' intent, ids
-included, was durable before they were sent; after a crash, recovery hands the reserved ids the
-journal does not show to :attr:`PositionRunner.unconfirmed`, and each is looked up at the venue
-before it is used.
+acts at once. The hedges' intent, ids included, was durable before they were sent; after a crash,
+recovery hands the reserved ids the journal does not show to :attr:`PositionRunner.unconfirmed`,
+and each is looked up at the venue before it is used.
 
 When the scope is cancelled (a venue connection died, shutdown, a bug elsewhere) the
 ``finally`` clause runs :meth:`PositionRunner.clean_up` inside ``trio.move_on_after(...,
@@ -160,7 +159,13 @@ class PositionRunner:
         new, cmds = step(self.position, event, now)  # type: ignore[arg-type]
         entries = [Entry(PositionStepped(event, now, new.state.value), now, self.id)]  # type: ignore[arg-type]
         entries += [Entry(c, now, self.id) for c in cmds if not isinstance(c, ArmTimer)]
-        hedges = [c for c in cmds if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE]
+        hedges: list[PlaceOrder] = []
+        others: list[Command] = []
+        for c in cmds:
+            if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE:
+                hedges.append(c)
+            else:
+                others.append(c)
         for c in hedges:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
             self._hedge_triggered[c.request.client_order_id] = received
         if not rest_fallback and self._reserved(cmds):
@@ -183,9 +188,8 @@ class PositionRunner:
             await trio.lowlevel.checkpoint()
             await trio.lowlevel.checkpoint()
             self._record_gaps()
-        for cmd in cmds:
-            if not hedges or cmd not in hedges:
-                self._start(cmd, commands, rest_fallback)
+        for cmd in others:
+            self._start(cmd, commands, rest_fallback)
         self._stepped.set()
         self._stepped = trio.Event()
 
