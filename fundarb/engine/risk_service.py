@@ -11,12 +11,11 @@
      └── re-hedge watchdogs    : after a liquidation/ADL fill, was the position hedged again
                                  within its hedge deadline?
 
-Synchronous hooks for the rest of the engine: :meth:`RiskService.entries_allowed` (the trader's
-pre-trade gate), :meth:`RiskService.on_venue_call` (fed by
-:class:`~fundarb.engine.risk_records.ObservedVenue`), :meth:`RiskService.on_venue_event` (user
-data: venue-generated fills), :meth:`RiskService.kill` (the kill switch) and
-:meth:`RiskService.operator_set`. Every decision is journaled
-(:mod:`fundarb.engine.risk_records`) and counted in Prometheus.
+Synchronous hooks: :meth:`RiskService.entries_allowed` (the trader's pre-trade gate),
+:meth:`RiskService.on_venue_call` (fed by :class:`~fundarb.engine.risk_records.ObservedVenue`),
+:meth:`RiskService.on_venue_event` (venue-generated fills), :meth:`RiskService.kill` (the kill
+switch), :meth:`RiskService.operator_set`. Every decision is journaled
+(:mod:`fundarb.engine.risk_records`) and counted in Prometheus. Settings: :mod:`.risk_settings`.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from fundarb.core.model import (
     OrderRequest,
     Side,
     VenuePosition,
-    Wallet,
 )
 from fundarb.core.position import PositionState
 from fundarb.core.position_model import Leg
@@ -49,7 +47,6 @@ from fundarb.core.risk import (
     OrderIntent,
     RiskBook,
     RiskDecision,
-    RiskLimits,
     RiskReason,
     exposures_of,
 )
@@ -72,6 +69,7 @@ from fundarb.engine.risk_records import (
     RehedgeChecked,
     VenueFillSeen,
 )
+from fundarb.engine.risk_settings import RiskServiceSettings, limits_from
 from fundarb.engine.venues import instruments_with_retry
 from fundarb.journal.base import Entry, Journal
 from fundarb.metrics import Metrics
@@ -82,47 +80,6 @@ __all__ = ["RiskService", "RiskServiceSettings"]
 
 log = logging.getLogger("fundarb.risk")
 S = PositionState
-
-
-@attrs.frozen
-class RiskServiceSettings:
-    """How the service runs. Intervals in seconds; ``margin_interval=None`` turns the margin
-    monitor off (an *unmanaged* book, for comparisons; read on every pass, so
-    ``service.settings = attrs.evolve(...)`` retunes a running service), ``clock_interval=None``
-    the clock check (fixed at start).
-    ``entry_leverage`` is the perp leg's leverage the gate judges entries at; ``equity`` the
-    account equity for gross leverage; ``delta_tolerance`` in quote units per asset. A margin
-    top-up runs in its own task under ``transfer_timeout``; after one fails the venue's ladder
-    offers no TOP_UP for ``top_up_cooldown`` seconds (it reduces pairwise instead)."""
-
-    entry_leverage: Decimal
-    equity: Decimal
-    max_position_notional: Decimal
-    tick_interval: float = 1.0
-    margin_interval: float | None = 5.0
-    clock_interval: float | None = 60.0
-    call_timeout: float = 5.0
-    transfer_timeout: float = 60.0
-    top_up_cooldown: float = 300.0
-    delta_tolerance: Decimal = Decimal(1000)
-    collateral_asset: str = "USDT"
-    top_up_from: Wallet = Wallet.SPOT
-    top_up_to: Wallet = Wallet.FUTURES
-    tail_moves: Mapping[str, Decimal] = attrs.field(factory=dict)
-
-
-def _limits_from(config: Config) -> RiskLimits:
-    r = config.risk
-    limits = RiskLimits.from_capital(
-        r.capital,
-        r.leverage,
-        r.max_position_notional,
-        r.max_open_positions,
-        r.daily_loss_limit,
-        r.min_liq_distance,
-    )
-    # no tail-move history is loaded yet: judge liquidation distance by the configured floor
-    return attrs.evolve(limits, require_tail_move=False)
 
 
 @attrs.define(eq=False)
@@ -168,7 +125,7 @@ class RiskService:
         """The engine's risk service from its configuration (clock check off in paper mode:
         the simulator's clock runs at ``FUNDARB_SIM_SPEED``)."""
         r = config.risk
-        rm = RiskManager(RiskManagerConfig(_limits_from(config), stale_after_ms=int(r.stale_after * 1000)))
+        rm = RiskManager(RiskManagerConfig(limits_from(config), stale_after_ms=int(r.stale_after * 1000)))
         settings = RiskServiceSettings(
             entry_leverage=r.leverage,
             equity=r.capital,
