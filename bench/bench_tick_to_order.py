@@ -61,6 +61,7 @@ from fundarb.journal import open_journal
 from fundarb.sim.drivers import MarketTick
 from fundarb.venues.binance import Credentials
 from fundarb.venues.binance._endpoints import Family
+from fundarb.venues.binance._frame_writer import FrameWriter
 from fundarb.venues.binance._ratelimit import FAPI_LIMITS, SAPI_LIMITS, SPOT_LIMITS, RateLimiter
 from fundarb.venues.binance._wsapi import WsApiSession
 from fundarb.venues.binance.client import BinanceVenue
@@ -118,6 +119,16 @@ def instrument() -> None:
         finally:
             _SENDING.reset(token)
 
+    write_now = FrameWriter.write
+
+    def timed_write_now(self: Any, frame: str) -> bool | None:
+        written = write_now(self, frame)  # stamped after the send syscall returned: conservative
+        found = _WS_CID.search(frame)
+        if written and found:
+            WRITTEN.setdefault(found.group(1), time.perf_counter_ns())
+        return written
+
+    FrameWriter.write = timed_write_now  # type: ignore[method-assign]
     trio.SocketStream.receive_some = timed_receive_some  # type: ignore[method-assign]
     trio.SocketStream.send_all = timed_send_all  # type: ignore[method-assign]
     WsApiSession.send_frame = timed_send_frame  # type: ignore[method-assign]

@@ -119,18 +119,38 @@ class CommandExecutor:
         await self._report(req.instrument, cid)
         return True
 
-    async def place(self, cmd: PlaceOrder) -> None:
-        """Send an order; deliver its acknowledgement, rejection or unknown outcome."""
+    def place_now(self, cmd: PlaceOrder) -> object | None:
+        """Write ``cmd`` to its venue from the caller's task when the venue can do it at once
+        (:class:`~fundarb.venues.protocol.PlacesNow`); returns the handle for :meth:`place`,
+        or None, having sent nothing: then :meth:`place` sends it as usual."""
+        req = cmd.request
+        if self.rest_fallback or (self.unconfirmed and req.client_order_id in self.unconfirmed):
+            return None
+        start = getattr(self._venue(req.instrument), "start_order", None)
+        if start is None:
+            return None
+        started = start(req)
+        if started is not None and self.on_sent is not None:
+            self.on_sent(cmd)
+        return started
+
+    async def place(self, cmd: PlaceOrder, started: object | None = None) -> None:
+        """Send an order (or, given the handle of :meth:`place_now`, await the answer to the one
+        already sent); deliver its acknowledgement, rejection or unknown outcome."""
         req = cmd.request
         cid = req.client_order_id
         venue = self._venue(req.instrument)
-        if self.unconfirmed and cid in self.unconfirmed and await self._sent_before(cmd):
-            return
-        if self.on_sent is not None:
-            self.on_sent(cmd)
+        if started is None:
+            if self.unconfirmed and cid in self.unconfirmed and await self._sent_before(cmd):
+                return
+            if self.on_sent is not None:
+                self.on_sent(cmd)
         try:
             with trio.fail_after(self.settings.order_timeout):
-                update = await venue.place_order(req)
+                if started is None:
+                    update = await venue.place_order(req)
+                else:
+                    update = await venue.finish_order(started)  # type: ignore[attr-defined]
         except trio.TooSlowError:
             self.deliver(ev.OrderOutcomeUnknown(cid, "placement timed out"))
             return

@@ -184,6 +184,7 @@ class PositionManager:
         while True:
             with trio.CancelScope() as scope:
                 self._scopes[runner.id] = scope
+                runner.scope = scope
                 if not started:
                     started = True
                     await runner.run(task_status=task_status)
@@ -218,7 +219,7 @@ class PositionManager:
             if runner is None:
                 log.warning("report for unknown position %s: %r", pid, e)
                 continue
-            runner.deliver(e)
+            runner.deliver_now(e)  # stepped in this (the stream's) task when the position is idle
         if isinstance(event, FillReported) and event.fill.venue_generated is not None:
             for runner in self._holding(event.fill.instrument):
                 runner.deliver(ev.VenueFillReceived(event.fill))

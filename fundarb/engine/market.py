@@ -116,7 +116,8 @@ class UserDataSink:
 
     Not a channel on purpose: a leg-A fill must reach its position without a hop through a
     consumer task (each hop runs every other ready task first; this one was ~50 µs of the hedge
-    path). Nothing here blocks: ``on_other`` only queues events for positions (never waits).
+    path). Nothing here blocks: ``on_other`` (the router) queues each event for its position, or
+    steps an idle position at once (:meth:`~fundarb.engine.position_runner.PositionRunner.deliver_now`).
     Market data keeps its bounded latest-value channels (:func:`run_ingest`).
     """
 
@@ -124,7 +125,12 @@ class UserDataSink:
         self.market = market
         self.on_other = on_other
 
-    async def send(self, event: VenueEvent) -> None:
-        """Apply ``event`` now (no checkpoint: the stream's next read is the caller's)."""
+    def send_now(self, event: VenueEvent) -> None:
+        """Apply ``event`` now. A stream that finds this method calls it from its reader task,
+        as each frame is parsed (the Binance adapter does)."""
         if not self.market.apply(event):
             self.on_other(event)
+
+    async def send(self, event: VenueEvent) -> None:
+        """Apply ``event`` now (no checkpoint: the stream's next read is the caller's)."""
+        self.send_now(event)

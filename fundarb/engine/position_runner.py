@@ -66,6 +66,24 @@ class CleanupReason:
     FLATTEN = "flatten"
 
 
+_CLOSED = object()
+"""Queued after an inline step closed the position: its task checks and ends it."""
+
+
+@attrs.frozen(eq=False)
+class _Decided:
+    """One step decided and not yet adopted: its journal entries and commands."""
+
+    event: object
+    base: Position  # the position it was stepped from
+    new: Position
+    commands: list[Command]
+    entries: list[Entry]
+    now: int
+    received: float  # trio time the event reached the position: the hedge-gap clock's start
+    durable: bool = False  # must be appended durably (queueing it failed)
+
+
 @attrs.define(eq=False)
 class PositionRunner:
     """Drives one :class:`~fundarb.core.position.Position`. Not thread-safe; one task owns it."""
@@ -94,6 +112,11 @@ class PositionRunner:
     _hedge_triggered: dict[str, float] = attrs.field(init=False, factory=dict)
     _gaps: list[tuple[str, float]] = attrs.field(init=False, factory=list)
     _stepped: trio.Event = attrs.field(init=False, factory=trio.Event)
+    scope: trio.CancelScope | None = None
+    """The position's cancel scope (set by the manager): no inline steps once it is cancelled."""
+    _commands: trio.Nursery | None = attrs.field(init=False, default=None)  # set while running
+    _backlog: int = attrs.field(init=False, default=0)  # events queued and not yet taken
+    _applying: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         # Unbounded on purpose: order reports must never be dropped, and the router must never
@@ -111,11 +134,57 @@ class PositionRunner:
         return self.position.state
 
     def deliver(self, event: object) -> None:
-        """Queue an event for this position (never blocks, never drops)."""
+        """Queue an event for this position's task (never blocks, never drops)."""
         try:
             self._send.send_nowait(event)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             log.warning("position %s: event after close dropped: %r", self.id, event)
+            return
+        self._backlog += 1
+
+    def deliver_now(self, event: object) -> None:
+        """Apply a venue report in the caller's task when the position is idle, else queue it.
+
+        The hedge path: a leg-A fill read off the user-data socket is stepped, queued for the
+        journal and its hedge written to the venue before the stream's task reads on, with no
+        hop through this position's task (each hop runs every other ready task first). Only a
+        step that needs nothing awaited goes inline: one whose placements are all hedges inside
+        the durable reservation. A step that must be made durable first is handed to this
+        position's task as decided; so is anything while the position is busy (an event queued
+        or being applied, clean-up, its scope cancelled), which keeps events in order. A step
+        that raises is handed over undecided: the position's own task meets the error.
+        """
+        commands = self._commands
+        if commands is None or self._backlog or self._applying or self._cancelled():
+            self.deliver(event)
+            return
+        self._applying = True
+        try:
+            try:
+                decided = self._decide(event)
+            except Exception:
+                self.deliver(event)
+                return
+            if decided is None:
+                return
+            if not self._reserved(decided.commands):
+                self.deliver(decided)  # durable first: the position's task appends, then acts
+                return
+            for i, entry in enumerate(decided.entries):
+                try:
+                    self.journal.append_nowait(entry)
+                except Exception as e:  # full (or a bug): the rest goes the durable way
+                    log.warning("position %s: queueing failed (%s); appending durably", self.id, e)
+                    self.deliver(attrs.evolve(decided, entries=decided.entries[i:], durable=True))
+                    return
+            self._act(decided, commands, False)
+            if self.state is S.CLOSED and not self.position.working():
+                self.deliver(_CLOSED)  # the position's task ends the position, as after its own steps
+        finally:
+            self._applying = False
+
+    def _cancelled(self) -> bool:
+        return self.scope is not None and self.scope.cancel_called
 
     async def wait_stepped(self) -> None:
         """Wait until the next event has been applied (for tests and the status loop)."""
@@ -128,12 +197,22 @@ class PositionRunner:
         try:
             async with trio.open_nursery() as commands:
                 task_status.started()
-                async for event in self._receive:
-                    await self.apply(event, commands, rest_fallback=False)
-                    if self.state is S.CLOSED and not self.position.working():
-                        self._settled_exposure()
-                        commands.cancel_scope.cancel()
-                        break
+                self._commands = commands
+                try:
+                    async for event in self._receive:
+                        self._backlog -= 1
+                        self._applying = True
+                        try:
+                            if event is not _CLOSED:
+                                await self.apply(event, commands, rest_fallback=False)
+                        finally:
+                            self._applying = False
+                        if self.state is S.CLOSED and not self.position.working():
+                            self._settled_exposure()
+                            commands.cancel_scope.cancel()
+                            break
+                finally:
+                    self._commands = None
         finally:
             if self.state not in (S.CLOSED, S.PLANNED):
                 with trio.move_on_after(self.cleanup_timeout, shield=True) as scope:
@@ -142,7 +221,39 @@ class PositionRunner:
                     await self._give_up("clean-up deadline passed")
 
     async def apply(self, event: object, commands: trio.Nursery, *, rest_fallback: bool) -> None:
-        """Step the machine, journal the step and its commands, then start the commands."""
+        """Step the machine, journal the step and its commands, then start the commands.
+
+        ``event`` may be a step :meth:`deliver_now` decided and handed over: it is journaled and
+        acted on as decided (nothing else was applied in between: events stay in order)."""
+        if isinstance(event, _Decided) and event.base is self.position:
+            decided: _Decided | None = event
+        else:
+            raw = event.event if isinstance(event, _Decided) else event
+            decided = self._decide(raw)
+        if decided is None:
+            return
+        if not rest_fallback and not decided.durable and self._reserved(decided.commands):
+            await self._queue(decided.entries)  # no placement, or hedges whose intent is durable
+        else:
+            entries = decided.entries
+            through = self._renewal(decided.new)
+            if through:
+                entries = [*entries, Entry(HedgeIdsReserved(through), decided.now, self.id)]
+            await self.journal.append(entries)  # durable before any command is acted on
+            self.reserved_through = max(self.reserved_through, through)
+        later = self._act(decided, commands, rest_fallback, defer=True)
+        if later is not None:
+            # A hedge's task must reach the socket before anything else this position does (its
+            # deadline timer, the rest of the same fill frame): the new task runs in the next
+            # scheduling pass, in random order with this one; two passes put this one after it.
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+            self._record_gaps()
+            for cmd in later:
+                self._start(cmd, commands, rest_fallback)
+
+    def _decide(self, event: object) -> _Decided | None:
+        """Step the machine on ``event`` (nothing is changed yet); None: deferred."""
         received = trio.current_time()
         if self._gaps:
             self._record_gaps()
@@ -153,45 +264,48 @@ class PositionRunner:
             log.warning(
                 "position %s: report for %s before it is re-issued: deferred to its lookup", self.id, cid
             )
-            return
+            return None
         now = self.clock.now_ms()
-        self._account_exposure(now)
         new, cmds = step(self.position, event, now)  # type: ignore[arg-type]
+        self._account_exposure(now)
         entries = [Entry(PositionStepped(event, now, new.state.value), now, self.id)]  # type: ignore[arg-type]
         entries += [Entry(c, now, self.id) for c in cmds if not isinstance(c, ArmTimer)]
+        return _Decided(event, self.position, new, cmds, entries, now, received)
+
+    def _act(
+        self, decided: _Decided, commands: trio.Nursery, rest_fallback: bool, *, defer: bool = False
+    ) -> list[Command] | None:
+        """Adopt the decided step and start its commands, hedges first (each written at once
+        when its venue can). With ``defer``, when a hedge could not be written at once (its task
+        will), the other commands are returned for the caller to start after it; else None."""
         hedges: list[PlaceOrder] = []
         others: list[Command] = []
-        for c in cmds:
+        for c in decided.commands:
             if isinstance(c, PlaceOrder) and c.purpose is OrderPurpose.HEDGE:
                 hedges.append(c)
             else:
                 others.append(c)
-        for c in hedges:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
-            self._hedge_triggered[c.request.client_order_id] = received
-        if not rest_fallback and self._reserved(cmds):
-            await self._queue(entries)  # no placement, or hedges whose intent is durable already
-        else:
-            through = self._renewal(new)
-            if through:
-                entries.append(Entry(HedgeIdsReserved(through), now, self.id))
-            await self.journal.append(entries)  # durable before any command is acted on
-            self.reserved_through = max(self.reserved_through, through)
-        old_state, self.position = self.position.state, new
-        if new.state is not old_state:
-            self.telemetry.state_changed(self.id, old_state.value, new.state.value)
-        if hedges:
-            # Let the hedge's task reach the socket before anything else this position does (its
-            # deadline timer, the rest of the same fill frame): the new task runs in the next
-            # scheduling pass, in random order with this one; two passes put this one after it.
-            for cmd in hedges:
-                self._start(cmd, commands, rest_fallback)
-            await trio.lowlevel.checkpoint()
-            await trio.lowlevel.checkpoint()
+        old_state, self.position = self.position.state, decided.new
+        new_state = decided.new.state
+        if new_state is not old_state:
+            self.telemetry.state_changed(self.id, old_state.value, new_state.value)
+        pending = False
+        for cmd in hedges:  # a leg-A fill that triggers a hedge starts the hedge-gap clock
+            self._hedge_triggered[cmd.request.client_order_id] = decided.received
+            executor = self._executor(rest_fallback)
+            started = executor.place_now(cmd)
+            if started is None:
+                pending = True
+            commands.start_soon(executor.place, cmd, started)
+        if hedges and not pending:
             self._record_gaps()
-        for cmd in others:
-            self._start(cmd, commands, rest_fallback)
+        later = others if pending and defer else None
+        if later is None:
+            for cmd in others:
+                self._start(cmd, commands, rest_fallback)
         self._stepped.set()
         self._stepped = trio.Event()
+        return later
 
     def _reserved(self, cmds: list[Command]) -> bool:
         """True when every placement in ``cmds`` (if any) is a hedge inside the durable reservation.
@@ -221,8 +335,8 @@ class PositionRunner:
                 await self.journal.append(entries[i:])
                 return
 
-    def _start(self, cmd: Command, commands: trio.Nursery, rest_fallback: bool) -> None:
-        executor = CommandExecutor(
+    def _executor(self, rest_fallback: bool) -> CommandExecutor:
+        return CommandExecutor(
             self.venues,
             self.deliver,
             self.executor_settings,
@@ -231,6 +345,9 @@ class PositionRunner:
             since_ms=max(0, self.opened_ms - 60_000),
             unconfirmed=self.unconfirmed,
         )
+
+    def _start(self, cmd: Command, commands: trio.Nursery, rest_fallback: bool) -> None:
+        executor = self._executor(rest_fallback)
         if isinstance(cmd, PlaceOrder):
             commands.start_soon(executor.place, cmd)
         elif isinstance(cmd, CancelOrder):
@@ -308,7 +425,9 @@ class PositionRunner:
                 await self.apply(ev.ResyncRequested("clean-up"), commands, rest_fallback=True)
             while not self._settled():
                 event = await self._receive.receive()
-                await self.apply(event, commands, rest_fallback=True)
+                self._backlog -= 1
+                if event is not _CLOSED:
+                    await self.apply(event, commands, rest_fallback=True)
             commands.cancel_scope.cancel()
         self._settled_exposure()
 

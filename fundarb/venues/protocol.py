@@ -75,6 +75,26 @@ class EventSender(Protocol):
         ...
 
 
+class PlacesNow(Protocol):
+    """Optional two-phase placement, for the hedge path (a venue need not offer it).
+
+    ``start_order`` writes the order from the caller's (synchronous) code, with no scheduling
+    pass before the bytes leave, and returns a handle; ``finish_order`` awaits the venue's answer
+    as ``place_order`` would return it (or raises what it would). ``start_order`` returns None,
+    having sent nothing, when the order cannot leave at once; the caller then uses
+    ``place_order``. Only :class:`~fundarb.venues.binance.BinanceVenue` (spot over the WebSocket
+    API) offers it.
+    """
+
+    def start_order(self, request: OrderRequest) -> object | None:
+        """Send ``request`` now, or return None having sent nothing."""
+        ...
+
+    async def finish_order(self, started: object) -> OrderUpdate:
+        """The acknowledgement of an order ``start_order`` sent."""
+        ...
+
+
 @runtime_checkable
 class Venue(Protocol):
     """One exchange account: market data, trading, reconciliation queries and user data."""

@@ -237,34 +237,97 @@ async def _session(
                 log.warning("binance stream %s: keep-alive failed: %s", spec.name, exc)
 
     ws_api = spec.ws_api
+
+    def events_of(message: str | bytes, scope: trio.CancelScope) -> list[VenueEvent] | None:
+        """The events of one message; None when the session must end (``lose`` was called)."""
+        if ws_api is not None and ws_api.dispatch(message):
+            return []  # an answer to a request (an order), not an event
+        if b"listenKeyExpired" in (message if isinstance(message, bytes) else message.encode()):
+            lose("listen key expired", scope)
+            return None
+        try:
+            return spec.decoder.decode(message, received_ms=wall_ms())
+        except DecodeError as exc:
+            log.warning("binance stream %s: skipped a bad frame: %s", spec.name, exc)
+            return []
+
     try:
         async with trio.open_nursery() as nursery:
             scope = nursery.cancel_scope
             nursery.start_soon(ping_watchdog, scope)
             if spec.keepalive is not None:
                 nursery.start_soon(keepalive, scope)
+            send_now = getattr(send, "send_now", None)
+            if send_now is not None:
+
+                def handle(message: str | bytes) -> None:
+                    for event in events_of(message, scope) or ():
+                        send_now(event)
+
+                _InlineMessages.install(ws, handle)
             while True:
                 try:
                     message = await ws.get_message()
                 except ConnectionClosed as exc:
                     lose(f"closed: {exc.reason}", scope)
                     break
-                if ws_api is not None and ws_api.dispatch(message):
-                    continue  # an answer to a request (an order), not an event
-                if b"listenKeyExpired" in (message if isinstance(message, bytes) else message.encode()):
-                    lose("listen key expired", scope)
+                if isinstance(message, _Failed):  # the reader's inline handling raised: so do we
+                    raise message.error
+                events = events_of(message, scope)
+                if events is None:
                     break
-                try:
-                    events = spec.decoder.decode(message, received_ms=wall_ms())
-                except DecodeError as exc:
-                    log.warning("binance stream %s: skipped a bad frame: %s", spec.name, exc)
-                    continue
                 for event in events:
                     await send.send(event)
     finally:
         if ws_api is not None:  # no reader, no answers: waiting requests end now, new ones use REST
             ws_api.detach(lost[0] if lost else "stream stopped")
     return lost[0] if lost else "cancelled"
+
+
+@attrs.frozen
+class _Failed:
+    """What the reader's inline handling raised, passed to the session's task to raise."""
+
+    error: Exception
+
+
+class _InlineMessages:
+    """Stands in for trio-websocket's message channel so that its reader task handles each
+    message as it is parsed, instead of handing it to the session's task (one scheduling pass,
+    ~50-150 µs, on a leg-A fill's way to its hedge). The session's task still waits in
+    ``get_message()``: the real channel is closed when the reader stops, which raises
+    ``ConnectionClosed`` there as before, and an error of the handler is passed through it.
+
+    trio-websocket 0.12 internals: the reader looks ``_send_channel`` up per message and closes
+    the channel it entered at its start. Without the attribute, messages take the channel.
+    """
+
+    def __init__(self, channel: Any, handle: Callable[[str | bytes], None]) -> None:
+        self._channel = channel
+        self._handle = handle
+
+    @classmethod
+    def install(cls, ws: WebSocketConnection, handle: Callable[[str | bytes], None]) -> bool:
+        """Handle ``ws``'s messages in its reader task from now on; False if it cannot."""
+        channel = getattr(ws, "_send_channel", None)
+        if not isinstance(channel, trio.MemorySendChannel):
+            return False
+        ws._send_channel = cls(channel, handle)  # type: ignore[assignment]
+        return True
+
+    async def send(self, message: str | bytes) -> None:
+        """Called by the reader for each message: handled now (nothing here yields)."""
+        try:
+            self._handle(message)
+        except Exception as exc:  # a bug: the session's task raises it
+            try:
+                self._channel.send_nowait(_Failed(exc))
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                log.exception("binance stream: inline handling failed after an earlier failure")
+
+    async def aclose(self) -> None:
+        """trio-websocket closes the message channel when the connection closes."""
+        await self._channel.aclose()
 
 
 def _chunks(items: Sequence[InstrumentId], size: int) -> list[Sequence[InstrumentId]]:

@@ -26,14 +26,15 @@ import logging
 import uuid
 from typing import Any
 
+import attrs
 import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
-from wsproto.events import TextMessage
 
 from fundarb.venues.binance._auth import sign, ws_api_payload
 from fundarb.venues.binance._endpoints import Family
 from fundarb.venues.binance._errors import error_from_ws_api
+from fundarb.venues.binance._frame_writer import PARTIAL_WRITE, FrameWriter, write_uncontended
 from fundarb.venues.binance._http import RestSession
 from fundarb.venues.errors import (
     OutcomeUnknown,
@@ -44,7 +45,7 @@ from fundarb.venues.errors import (
     VenueUnavailable,
 )
 
-__all__ = ["NotSent", "WsApiSession", "usage_headers"]
+__all__ = ["NotSent", "Submitted", "WsApiSession", "usage_headers"]
 
 log = logging.getLogger(__name__)
 VENUE = "binance"
@@ -57,6 +58,17 @@ _COST = {"order.place": (1, 1), "order.cancel": (1, 0), "order.status": (4, 0)}
 
 class NotSent(Exception):
     """The WebSocket-API session cannot take the request now; nothing was sent (use REST)."""
+
+
+@attrs.frozen
+class Submitted:
+    """A request :meth:`WsApiSession.submit` has written; :meth:`WsApiSession.finish` awaits it."""
+
+    method: str
+    params: dict[str, str]
+    request_id: str
+    waiter: _Waiter
+    deadline: float
 
 
 class _Waiter:
@@ -156,17 +168,19 @@ class WsApiSession:
 
         Returns once trio-websocket's ``send_all`` has handed the frame to the kernel.
         """
-        if not await _write_uncontended(ws, frame):
+        if not await write_uncontended(ws, frame):
             await ws.send_message(frame)
         self.sent += 1
 
-    async def call(self, method: str, params: dict[str, str], *, mutating: bool) -> Any:
+    async def call(
+        self, method: str, params: dict[str, str], *, mutating: bool, resynced: bool = False
+    ) -> Any:
         """Send signed ``method`` with ``params`` (no apiKey/timestamp/signature yet) and return
-        the ``result`` of the answer; raises :class:`NotSent` when REST must take the request."""
+        the ``result`` of the answer; raises :class:`NotSent` when REST must take the request.
+        ``resynced``: the clock was re-synced for this request already (no second retry)."""
         rest = self._rest
         deadline = trio.current_time() + rest.call_timeout
         weight, orders = _COST.get(method, (1, 0))
-        resynced = False
         while True:
             ws = self._ws
             if ws is None or ws.closed is not None or rest.credentials is None:
@@ -179,26 +193,86 @@ class WsApiSession:
                 await rest.sync_clock(Family.SPOT)
                 continue  # the connection may have changed meanwhile
             doc = await self._exchange(ws, method, params, deadline, mutating)
-            limits = doc.get("rateLimits")
-            if limits is not None:
-                limiter.observe(usage_headers(limits), rest.wall_ms())
-            status = doc.get("status")
-            if status == 200:
-                if "result" not in doc:
-                    raise _no_result(method, mutating)
-                return doc["result"]
-            err = error_from_ws_api(status, doc.get("error"), mutating=mutating)
-            if isinstance(err, RateLimited) and status in (429, 418):
-                limiter.ban(err.retry_after, trio.current_time())
-            elif isinstance(err, TimestampOutsideWindow) and not resynced:
+            try:
+                return self._result(doc, method, mutating)
+            except TimestampOutsideWindow:
+                if resynced:
+                    raise
                 resynced = True  # refused, not executed: re-measure the clock and send again
                 await rest.sync_clock(Family.SPOT)
-                continue
-            raise err
 
-    async def _exchange(
-        self, ws: WebSocketConnection, method: str, params: dict[str, str], deadline: float, mutating: bool
-    ) -> Any:
+    def _result(self, doc: Any, method: str, mutating: bool) -> Any:
+        """The ``result`` of an answer, or the error it carries (its usage observed either way)."""
+        rest = self._rest
+        limiter = rest.limiters[Family.SPOT]
+        limits = doc.get("rateLimits")
+        if limits is not None:
+            limiter.observe(usage_headers(limits), rest.wall_ms())
+        status = doc.get("status")
+        if status == 200:
+            if "result" not in doc:
+                raise _no_result(method, mutating)
+            return doc["result"]
+        err = error_from_ws_api(status, doc.get("error"), mutating=mutating)
+        if isinstance(err, RateLimited) and status in (429, 418):
+            limiter.ban(err.retry_after, trio.current_time())
+        raise err
+
+    # --- two phases: write now (no task switch), await the answer later ---
+
+    def submit(self, method: str, params: dict[str, str]) -> Submitted | None:
+        """Sign ``method`` and hand its frame to the kernel now, from the caller's task, without
+        a scheduling pass; :meth:`finish` awaits the answer. For a mutating request only.
+
+        Returns None, having sent nothing, whenever the request cannot leave at once: the
+        connection is not up, the limiter asks for a wait, the clock needs a re-sync, the send
+        lock is held, or the transport is not a plain socket (TLS: :meth:`call` writes it, one
+        pass later). The caller then uses :meth:`call` (or REST) as usual.
+        """
+        rest = self._rest
+        ws = self._ws
+        if ws is None or ws.closed is not None or rest.credentials is None:
+            return None
+        weight, orders = _COST.get(method, (1, 0))
+        wall = rest.wall_ms()
+        if rest.limiters[Family.SPOT].delay(weight, orders, wall, trio.current_time()) > 0:
+            return None
+        if rest.clocks[Family.SPOT].is_stale(wall, _CLOCK_MAX_AGE_MS):
+            return None
+        writer = FrameWriter.of(ws)
+        if writer is None:
+            return None
+        request_id, frame = self._frame(method, params)
+        waiter = _Waiter()
+        self._pending[request_id] = waiter
+        written = writer.write(frame)
+        if written is None:  # nothing left (not writable now): the caller sends it the slow way
+            del self._pending[request_id]
+            return None
+        self.sent += 1
+        if not written:  # part of the frame left and the connection is closing: it may be incomplete
+            waiter.lost = PARTIAL_WRITE
+            waiter.event.set()
+        return Submitted(method, params, request_id, waiter, trio.current_time() + rest.call_timeout)
+
+    async def finish(self, submitted: Submitted) -> Any:
+        """The ``result`` of a :meth:`submit`-ted request (errors as :meth:`call` raises them)."""
+        s = submitted
+        what = f"binance WS-API {s.method}"
+        try:
+            with trio.move_on_at(s.deadline):
+                await s.waiter.event.wait()
+        finally:
+            self._pending.pop(s.request_id, None)
+        doc = _answer(s.waiter, what, self._rest.call_timeout, s.method, True)
+        try:
+            return self._result(doc, s.method, True)
+        except TimestampOutsideWindow:  # refused, not executed: as call(), re-sync and send again
+            await self._rest.sync_clock(Family.SPOT)
+            return await self.call(s.method, s.params, mutating=True, resynced=True)
+
+    def _frame(self, method: str, params: dict[str, str]) -> tuple[str, str]:
+        """A fresh request id and the signed request frame."""
         rest = self._rest
         creds = rest.credentials
         assert creds is not None
@@ -209,7 +283,12 @@ class WsApiSession:
         signed["signature"] = sign(creds.secret.reveal(), ws_api_payload(signed))
         self._seq += 1
         request_id = f"{self._prefix}{self._seq}"
-        frame = orjson.dumps({"id": request_id, "method": method, "params": signed}).decode()
+        return request_id, orjson.dumps({"id": request_id, "method": method, "params": signed}).decode()
+
+    async def _exchange(
+        self, ws: WebSocketConnection, method: str, params: dict[str, str], deadline: float, mutating: bool
+    ) -> Any:
+        request_id, frame = self._frame(method, params)
         waiter = _Waiter()
         self._pending[request_id] = waiter
         what = f"binance WS-API {method}"
@@ -222,13 +301,18 @@ class WsApiSession:
                 await waiter.event.wait()
         finally:
             self._pending.pop(request_id, None)
-        if waiter.lost is not None:
-            raise _unknown(f"{what}: connection lost after the request was sent ({waiter.lost})", mutating)
-        if waiter.answer is None:
-            raise _unknown(f"{what}: no answer within {rest.call_timeout}s", mutating)
-        if not isinstance(waiter.answer, dict):
-            raise _no_result(method, mutating)
-        return waiter.answer
+        return _answer(waiter, what, self._rest.call_timeout, method, mutating)
+
+
+def _answer(waiter: _Waiter, what: str, timeout: float, method: str, mutating: bool) -> Any:
+    """The answer document a waiter got, or the error its absence means."""
+    if waiter.lost is not None:
+        raise _unknown(f"{what}: connection lost after the request was sent ({waiter.lost})", mutating)
+    if waiter.answer is None:
+        raise _unknown(f"{what}: no answer within {timeout}s", mutating)
+    if not isinstance(waiter.answer, dict):
+        raise _no_result(method, mutating)
+    return waiter.answer
 
 
 def _unknown(text: str, mutating: bool) -> VenueError:
@@ -240,31 +324,3 @@ def _unknown(text: str, mutating: bool) -> VenueError:
 def _no_result(method: str, mutating: bool) -> VenueError:
     cls = OutcomeUnknown if mutating else VenueProtocolError
     return cls(f"binance WS-API {method}: an answer without a result", venue=VENUE)
-
-
-async def _write_uncontended(ws: WebSocketConnection, frame: str) -> bool:
-    """Write ``frame`` as trio-websocket's ``send_message`` does, minus one scheduling pass.
-
-    ``send_message`` takes the connection's send lock with ``trio.Lock.acquire``, whose
-    checkpoint runs every other ready task before the write: on the hedge path that was
-    ~50-100 µs between an order being ready and its bytes leaving. When the lock is free we take
-    it with ``acquire_nowait`` and do what ``WebSocketConnection._send`` does (same wsproto
-    framing, same lock, same abort on a broken stream). This reads trio-websocket internals
-    (checked on 0.12): if any is missing, or the lock is held, returns False and the caller uses
-    ``send_message``.
-    """
-    lock = getattr(ws, "_stream_lock", None)
-    proto = getattr(ws, "_wsproto", None)
-    stream = getattr(ws, "_stream", None)
-    if lock is None or proto is None or stream is None or lock.locked() or ws.closed is not None:
-        return False
-    data = proto.send(TextMessage(data=frame))
-    lock.acquire_nowait()
-    try:
-        await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        await ws._abort_web_socket()
-        raise ConnectionClosed(ws.closed) from None
-    finally:
-        lock.release()
-    return True

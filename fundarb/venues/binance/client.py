@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import attrs
 import httpx
 import trio
 
@@ -46,7 +47,7 @@ from fundarb.venues.binance._http import RestSession, wall_clock_ms
 from fundarb.venues.binance._rules import InstrumentRules, rules_from_exchange_info
 from fundarb.venues.binance._schemas import dec
 from fundarb.venues.binance._ws import ReconnectPolicy, StreamRunner
-from fundarb.venues.binance._wsapi import NotSent, WsApiSession
+from fundarb.venues.binance._wsapi import NotSent, Submitted, WsApiSession
 from fundarb.venues.errors import BadPrecision, VenueProtocolError
 from fundarb.venues.protocol import EventSender
 
@@ -63,6 +64,15 @@ _TRANSFER_TYPES = {
     (Wallet.FUTURES, Wallet.MARGIN): "UMFUTURE_MARGIN",
     (Wallet.MARGIN, Wallet.FUTURES): "MARGIN_UMFUTURE",
 }
+
+
+@attrs.frozen
+class _Started:
+    """An order :meth:`BinanceVenue.start_order` wrote, awaiting its answer."""
+
+    session: WsApiSession
+    submitted: Submitted
+    market: Market
 
 
 def _parse(what: str, fn: Callable[..., T], *args: Any) -> T:
@@ -226,6 +236,31 @@ class BinanceVenue:
         call = ep.new_order(family, params)
         doc = await self._send(call, "order.place")
         return _parse("order", rt.order_update_from_rest, doc, request.instrument.market)
+
+    def start_order(self, request: OrderRequest) -> _Started | None:
+        """Write a spot order over the WebSocket API now, from synchronous code (the hedge path,
+        :class:`~fundarb.venues.protocol.PlacesNow`); None, having sent nothing, when it cannot
+        leave at once (not spot, not connected, rules not loaded, a filter violated, budget or
+        clock not ready, the socket busy): :meth:`place_order` then sends it (and raises what a
+        filter violation means)."""
+        session = self._ws_api
+        if session is None or request.instrument.market is not Market.SPOT or not session.connected:
+            return None
+        rules = self._rules.get(request.instrument)
+        if rules is None:
+            return None
+        try:
+            rules.check(request)
+        except InvalidOrder:
+            return None
+        submitted = session.submit("order.place", tr.order_params(request))
+        return None if submitted is None else _Started(session, submitted, request.instrument.market)
+
+    async def finish_order(self, started: object) -> OrderUpdate:
+        """The acknowledgement of an order :meth:`start_order` sent (as :meth:`place_order`)."""
+        assert isinstance(started, _Started)
+        doc = await started.session.finish(started.submitted)
+        return _parse("order", rt.order_update_from_rest, doc, started.market)
 
     async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
         """``DELETE .../order?origClientOrderId=`` (spot: ``order.cancel`` over the WebSocket API

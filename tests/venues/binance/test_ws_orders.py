@@ -300,7 +300,7 @@ async def test_server_answers_order_place_in_binance_shapes(clock: trio.testing.
 
 async def test_frames_fall_back_to_send_message_when_the_lock_is_taken_or_internals_differ() -> None:
     """The write that skips trio-websocket's lock checkpoint is only taken when it is safe."""
-    from fundarb.venues.binance._wsapi import _write_uncontended
+    from fundarb.venues.binance._frame_writer import write_uncontended as _write_uncontended
 
     class Lockless:  # another trio-websocket version: no _stream_lock
         closed = None
