@@ -283,7 +283,13 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
                 await round_trip(i, i >= warmup, True)
             nursery.cancel_scope.cancel()
         await venue.aclose()
-    return {"entry": entry_lat, "hedge": hedge_lat, "stalls": stalls, "ws": hedged_over_ws, "unhedged": unhedged}
+    return {
+        "entry": entry_lat,
+        "hedge": hedge_lat,
+        "stalls": stalls,
+        "ws": hedged_over_ws,
+        "unhedged": unhedged,
+    }
 
 
 def venue_used_ws(venue: BinanceVenue) -> int:
@@ -327,7 +333,9 @@ def main() -> None:
     )
     print(f"hedges sent over the WebSocket API: {out['ws']} of {len(out['hedge'])}")
     if out["unhedged"]:
-        print(f"rounds whose hedge did not fill in time (unwound): {len(out['unhedged'])}: {out['unhedged'][:3]}")
+        print(
+            f"rounds whose hedge did not fill in time (unwound): {len(out['unhedged'])}: {out['unhedged'][:3]}"
+        )
     print(f"{'trigger':<8} {'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9} {'mean us':>9} {'max us':>9}")
     for name in ("entry", "hedge"):
         lat = out[name]

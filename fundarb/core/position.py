@@ -113,16 +113,18 @@ def _settle_opening(p: Position, now: int) -> Result:
         p, placed = place(p, Leg.B, OrderPurpose.HEDGE, qty)
         cmds += placed
     naked = diff > 0 and not p.is_dust(Leg.B, diff)
-    if naked and p.hedge_deadline_ms is None:
+    deadline = p.hedge_deadline_ms
+    if naked and deadline is None:
         deadline = now + p.plan.hedge_timeout_ms
-        p = evolve(p, hedge_deadline_ms=deadline)
         cmds.append(ArmTimer(p.id, deadline))
-    elif not naked and p.hedge_deadline_ms is not None:
-        p = evolve(p, hedge_deadline_ms=None)
+    elif not naked:
+        deadline = None
     if p.working(Leg.A, increases=True):
-        return evolve(p, state=S.OPENING_LEG_A), cmds
-    if p.working(Leg.B, increases=True) or naked:
-        return evolve(p, state=S.HEDGE_PENDING), cmds
+        return evolve(p, state=S.OPENING_LEG_A, hedge_deadline_ms=deadline), cmds
+    if naked or p.working(Leg.B, increases=True):
+        return evolve(p, state=S.HEDGE_PENDING, hedge_deadline_ms=deadline), cmds
+    if p.hedge_deadline_ms is not None:  # not naked: the deadline is void
+        p = evolve(p, hedge_deadline_ms=None)
     held_a, held_b = p.held(Leg.A), p.held(Leg.B)
     if held_a == 0 and held_b == 0:
         return evolve(p, state=S.CLOSED, reason="entry not filled"), cmds
@@ -229,7 +231,7 @@ def _order_event(p: Position, e: Any, now: int) -> Result:
     order = p.require_order(e.cid)
     p = p.fold_report(e)
     cmds: list[Command] = []
-    if isinstance(e, (ev.OrderFilled, ev.OrderPartiallyFilled)):
+    if isinstance(e, (ev.OrderFilled, ev.OrderPartiallyFilled)) and p.failed_attempts:
         p = evolve(p, failed_attempts=0)  # progress: count consecutive rejections only
     if isinstance(e, ev.OrderRejected) and not e.retryable:
         p = evolve(p, failed_attempts=p.failed_attempts + 1)

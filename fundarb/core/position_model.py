@@ -239,19 +239,29 @@ class Position:
         """This position with ``order`` replacing the tracked order of the same cid."""
         return evolve(self, orders=tuple(order if o.cid == order.cid else o for o in self.orders))
 
-    def with_fill(self, order: TrackedOrder, fill: Fill, cumulative: Decimal | None) -> Position:
-        """Count ``fill`` on ``order`` once (by trade id); raise the reported cumulative if given."""
+    def with_fill(
+        self, order: TrackedOrder, fill: Fill, cumulative: Decimal | None, state: OrderState | None = None
+    ) -> Position:
+        """Count ``fill`` on ``order`` once (by trade id); raise the reported cumulative if given;
+        move the order to ``state`` if given. One copy of the position (the hot path of a fill)."""
         key = f"{fill.instrument.symbol}:{fill.trade_id}"
+        changes: dict[str, object] = {}
         if cumulative is not None and cumulative > order.reported_qty:
-            order = evolve(order, reported_qty=cumulative)
-        p = self
-        if key not in p.trade_keys:
-            order = evolve(order, fill_qty=order.fill_qty + fill.quantity)
-            fee = fill.fee if fill.fee_asset == p.plan.leg(order.leg).instrument.quote else ZERO
-            p = evolve(
-                p, trade_keys=p.trade_keys | {key}, reference_price=fill.price, fees_quote=p.fees_quote + fee
-            )
-        return p.with_order(order)
+            changes["reported_qty"] = cumulative
+        if state is not None and state is not order.state:
+            changes["state"] = state
+        if key in self.trade_keys:
+            order = evolve(order, **changes) if changes else order
+            return self.with_order(order)
+        order = evolve(order, fill_qty=order.fill_qty + fill.quantity, **changes)
+        fee = fill.fee if fill.fee_asset == self.plan.leg(order.leg).instrument.quote else ZERO
+        return evolve(
+            self,
+            orders=tuple(order if o.cid == order.cid else o for o in self.orders),
+            trade_keys=self.trade_keys | {key},
+            reference_price=fill.price,
+            fees_quote=self.fees_quote + fee,
+        )
 
     def fold_report(self, e: OrderReport) -> Position:
         """Fold a venue report about one of our orders into its tracked order (idempotent)."""
@@ -263,12 +273,11 @@ class Position:
         elif isinstance(e, ev.OrderRejected):
             p = p.with_order(evolve(order, state=OrderState.DONE, rejected=True))
         elif isinstance(e, (ev.OrderPartiallyFilled, ev.OrderFilled)):
-            p = p.with_fill(order, e.fill, e.cumulative_qty)
-            order = p.require_order(e.cid)
             if isinstance(e, ev.OrderFilled):
-                p = p.with_order(evolve(order, state=OrderState.DONE))
-            elif order.state is OrderState.PENDING:
-                p = p.with_order(evolve(order, state=OrderState.WORKING))
+                state: OrderState | None = OrderState.DONE
+            else:
+                state = OrderState.WORKING if order.state is OrderState.PENDING else None
+            p = p.with_fill(order, e.fill, e.cumulative_qty, state)
         elif isinstance(e, (ev.OrderCancelled, ev.OrderExpired)):
             reported = max(order.reported_qty, e.filled_qty)
             p = p.with_order(evolve(order, state=OrderState.DONE, reported_qty=reported))

@@ -6,22 +6,23 @@ other ready task first. On the hedge path that was one to two passes (50-150 µs
 being ready and its bytes leaving. Two ways around it, both reading trio-websocket internals
 (checked on 0.12.2; when any is missing they decline and the caller uses ``send_message``):
 
-* :class:`FrameWriter` (``write_now``) — from synchronous code: when the send lock is free and
-  the transport is a plain TCP socket, frame the message with the connection's own wsproto
-  object and hand it to the kernel with one non-blocking ``send``. Nothing else can be mid-write
-  (every trio-websocket write holds the lock), and we never hold it across a yield. A partial
-  write (the kernel's send buffer is full: the peer is not reading) cannot be finished without
-  blocking, and the connection's stream would be corrupt for anyone else: the connection is
-  closed and the request reported lost (``OutcomeUnknown``: the engine resolves it by query).
+* :class:`FrameWriter` — from synchronous code: when the send lock is free, frame the message
+  with the connection's own wsproto object (over TLS: encrypt it with the ``trio.SSLStream``'s
+  own SSL object, as its ``send_all`` would, when that stream is handshaken and idle) and hand it
+  to the kernel with one non-blocking ``send``. Nothing else can be mid-write (every
+  trio-websocket write holds the lock), and we never hold it across a yield. A write the kernel
+  does not take whole cannot be finished without blocking, and the connection's stream would be
+  corrupt for anyone else: the connection is closed and the request reported lost
+  (``OutcomeUnknown``: the engine resolves it by query).
 * :func:`write_uncontended` — from async code: take the free lock with ``acquire_nowait`` and
   ``send_all`` (the lock's checkpoint is skipped; ``send_all`` still yields after the write).
-  Used for TLS transports, whose encryption state lives inside ``trio.SSLStream``.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from typing import Any
 
 import trio
@@ -31,20 +32,26 @@ from wsproto.events import TextMessage
 __all__ = ["PARTIAL_WRITE", "FrameWriter", "write_uncontended"]
 
 log = logging.getLogger(__name__)
-PARTIAL_WRITE = "the kernel took part of the frame (send buffer full): connection closed"
+PARTIAL_WRITE = "an order frame could not be written whole at once (send buffer full?): connection closed"
 
 
 class FrameWriter:
     """The synchronous writer of one connection; :meth:`of` says whether it can write now."""
 
-    __slots__ = ("_lock", "_proto", "_sock", "_stream", "ws")
+    __slots__ = ("_proto", "_sock", "_tls", "_transport", "ws")
 
-    def __init__(self, ws: WebSocketConnection, lock: Any, proto: Any, stream: trio.SocketStream) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        proto: Any,
+        tls: trio.SSLStream[Any] | None,
+        transport: trio.SocketStream,
+    ) -> None:
         self.ws = ws
-        self._lock = lock
         self._proto = proto
-        self._stream = stream
-        self._sock: socket.socket = stream.socket._sock  # type: ignore[attr-defined]
+        self._tls = tls
+        self._transport = transport
+        self._sock: socket.socket = transport.socket._sock  # type: ignore[attr-defined]
 
     @classmethod
     def of(cls, ws: WebSocketConnection) -> FrameWriter | None:
@@ -52,29 +59,68 @@ class FrameWriter:
         lock = getattr(ws, "_stream_lock", None)
         proto = getattr(ws, "_wsproto", None)
         stream = getattr(ws, "_stream", None)
-        if lock is None or proto is None or ws.closed is not None or not isinstance(stream, trio.SocketStream):
+        if lock is None or proto is None or ws.closed is not None or lock.locked():
             return None
-        if lock.locked() or not isinstance(getattr(stream.socket, "_sock", None), socket.socket):
+        tls: trio.SSLStream[Any] | None = None
+        if isinstance(stream, trio.SSLStream):
+            if not _tls_ready(stream):
+                return None
+            tls, stream = stream, stream.transport_stream
+        if not isinstance(stream, trio.SocketStream):
             return None
-        return cls(ws, lock, proto, stream)
+        if not isinstance(getattr(stream.socket, "_sock", None), socket.socket):
+            return None
+        return cls(ws, proto, tls, stream)
 
     def write(self, frame: str) -> bool | None:
         """Hand ``frame`` to the kernel now: True when all of it was taken; None when none of it
-        was (the socket is not writable, or failed): the caller may send it the slow way; False
-        when only part was: the connection is being closed and the request must count as lost."""
+        was and nothing changed (the socket is not writable, or failed): the caller may send it
+        the slow way; False when it may be partly out (or, over TLS, encrypted but not all sent:
+        its record cannot be sent twice): the connection is closed, the request counts as lost."""
         data = self._proto.send(TextMessage(data=frame))
+        if self._tls is not None:
+            try:
+                self._tls._ssl_object.write(data)  # type: ignore[attr-defined]
+            except ssl.SSLError as exc:  # e.g. want-read in a renegotiation: leave it to trio
+                log.info("binance WS-API: TLS refused an immediate write (%s); closing", exc)
+                return self._lost(0, len(data))
+            data = self._tls._outgoing.read()  # type: ignore[attr-defined]
         try:
             sent = self._sock.send(data)
         except BlockingIOError:
-            return None
+            sent = 0
         except OSError as exc:
-            log.info("binance WS-API: immediate write failed (%s); the slow path reports it", exc)
+            log.info("binance WS-API: immediate write failed (%s)", exc)
+            if self._tls is not None:
+                return self._lost(0, len(data))
             return None
         if sent == len(data):
             return True
-        log.error("binance WS-API: %s (%d of %d bytes)", PARTIAL_WRITE, sent, len(data))
-        self._stream.socket.close()  # the reader sees the close at once; the session reconnects
+        if sent == 0 and self._tls is None:
+            return None
+        return self._lost(sent, len(data))
+
+    def _lost(self, sent: int, size: int) -> bool:
+        log.error("binance WS-API: %s (%d of %d bytes)", PARTIAL_WRITE, sent, size)
+        self._transport.socket.close()  # the reader sees the close at once; the session reconnects
         return False
+
+
+def _tls_ready(stream: trio.SSLStream[Any]) -> bool:
+    """True when ``stream`` (trio 0.35 internals) is handshaken, healthy and idle on the write
+    side, so encrypting into its outgoing buffer and sending that now is what ``send_all`` does."""
+    state = getattr(stream, "_state", None)
+    handshook = getattr(stream, "_handshook", None)
+    inner = getattr(stream, "_inner_send_lock", None)
+    return (
+        getattr(state, "name", None) == "OK"
+        and getattr(handshook, "done", False) is True
+        and inner is not None
+        and not inner.locked()
+        and getattr(stream, "_delayed_outgoing", b"") is None
+        and hasattr(stream, "_ssl_object")
+        and hasattr(stream, "_outgoing")
+    )
 
 
 async def write_uncontended(ws: WebSocketConnection, frame: str) -> bool:

@@ -225,9 +225,9 @@ class WsApiSession:
         a scheduling pass; :meth:`finish` awaits the answer. For a mutating request only.
 
         Returns None, having sent nothing, whenever the request cannot leave at once: the
-        connection is not up, the limiter asks for a wait, the clock needs a re-sync, the send
-        lock is held, or the transport is not a plain socket (TLS: :meth:`call` writes it, one
-        pass later). The caller then uses :meth:`call` (or REST) as usual.
+        connection is not up, the limiter asks for a wait, the clock needs a re-sync, or the
+        socket cannot take the frame now (:class:`FrameWriter`). The caller then uses
+        :meth:`call` (or REST) as usual.
         """
         rest = self._rest
         ws = self._ws
