@@ -259,7 +259,10 @@ class BinanceVenue:
     async def finish_order(self, started: object) -> OrderUpdate:
         """The acknowledgement of an order :meth:`start_order` sent (as :meth:`place_order`)."""
         assert isinstance(started, _Started)
-        doc = await started.session.finish(started.submitted)
+        try:
+            doc = await started.session.finish(started.submitted)
+        except NotSent:  # refused (-1021), and the WS API cannot take the retry now: REST sends it
+            doc = await self._rest.call(ep.new_order(Family.SPOT, started.submitted.params))
         return _parse("order", rt.order_update_from_rest, doc, started.market)
 
     async def cancel_order(self, instrument: InstrumentId, client_order_id: str) -> OrderUpdate:
