@@ -309,12 +309,23 @@ class _InlineMessages:
 
     @classmethod
     def install(cls, ws: WebSocketConnection, handle: Callable[[str | bytes], None]) -> bool:
-        """Handle ``ws``'s messages in its reader task from now on; False if it cannot."""
+        """Handle ``ws``'s messages in its reader task from now on; False if it cannot.
+
+        Messages the reader queued before (while the stream subscribed and resynced) are
+        handled here first, in order: none may be overtaken by a later one handled inline."""
         channel = getattr(ws, "_send_channel", None)
+        queued = getattr(ws, "_recv_channel", None)
         if not isinstance(channel, trio.MemorySendChannel):
             return False
+        if not isinstance(queued, trio.MemoryReceiveChannel):
+            return False
         ws._send_channel = cls(channel, handle)  # type: ignore[assignment]
-        return True
+        while True:  # no checkpoint: the reader cannot handle a newer message meanwhile
+            try:
+                message = queued.receive_nowait()  # (a reader waiting to queue one is let in)
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return True
+            handle(message)
 
     async def send(self, message: str | bytes) -> None:
         """Called by the reader for each message: handled now (nothing here yields).
