@@ -33,6 +33,7 @@ overshoot: the longest stall of the event loop.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import os
 import re
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal as D
 from typing import Any
 
@@ -252,7 +254,7 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
                 )
                 t0 = time.perf_counter_ns()
                 runner = await manager.open_position(plan, ev.EntrySignalled(LOW, RESTING))
-                with trio.fail_after(60):
+                with stuck_report(runner):
                     while runner.state not in (S.HEDGED, S.CLOSED, S.FAILED):
                         await settled.wait(pid)
                 a_cid = f"fa.{pid}.A.1"
@@ -269,7 +271,7 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
                     return True
                 if close:
                     runner.deliver(ev.ExitSignalled("bench round over"))
-                    with trio.fail_after(60):
+                    with stuck_report(runner):
                         while runner.state is not S.CLOSED:
                             await settled.wait(pid)
                     closed.append(pid)
@@ -290,6 +292,20 @@ async def run(banner: str, n: int, book: int, database_url: str | None) -> dict[
         "ws": hedged_over_ws,
         "unhedged": unhedged,
     }
+
+
+@contextlib.contextmanager
+def stuck_report(runner: Any, timeout: float = 60) -> Iterator[None]:
+    """Fail after ``timeout`` seconds with what the position was waiting for."""
+    with trio.move_on_after(timeout) as scope:
+        yield
+    if scope.cancelled_caught:
+        orders = [(o.cid, o.state.value, str(o.filled), str(o.quantity)) for o in runner.position.orders]
+        raise RuntimeError(
+            f"position {runner.id} stuck in {runner.state.value} for {timeout}s: orders {orders}, "
+            f"backlog {runner._backlog}, applying {runner._applying}, running {runner._commands is not None}, "
+            f"exposure {runner.exposure()}"
+        )
 
 
 def venue_used_ws(venue: BinanceVenue) -> int:

@@ -110,6 +110,13 @@ class Account:
     funding: list[FundingPayment] = attrs.field(factory=list)
     pending: list[PendingTransfer] = attrs.field(factory=list)
     outbox: list[VenueEvent] = attrs.field(factory=list)
+    _working: dict[str, SimOrder] = attrs.field(factory=dict)  # placed, not yet seen terminal
+
+    def add_order(self, order: SimOrder) -> None:
+        """Track a newly placed order (use this, not ``orders[...] =``: it keeps the working index)."""
+        cid = order.request.client_order_id
+        self.orders[cid] = order
+        self._working[cid] = order
 
     def position(self, instrument: InstrumentId) -> PerpPosition:
         """The (possibly flat) position of ``instrument``, created on first use."""
@@ -119,5 +126,12 @@ class Account:
         return pos
 
     def open_orders(self) -> list[SimOrder]:
-        """Working orders in the order they were placed."""
-        return [o for o in self.orders.values() if not o.status.is_terminal]
+        """Working orders in the order they were placed.
+
+        Scans only the orders not yet seen terminal (a terminal status is final), not every order
+        the account ever placed: the market loop asks on every step, and a long bench run places
+        tens of thousands (the loopback server spent its whole core scanning them)."""
+        done = [cid for cid, o in self._working.items() if o.status.is_terminal]
+        for cid in done:
+            del self._working[cid]
+        return list(self._working.values())

@@ -279,7 +279,7 @@ class SimExchange(Ledger):
         # Check money before touching anything: the taken part now, the resting part reserved.
         wallet, reserve = self._check_funds(acc, inst, request, execs, (qty - taken) if rests else ZERO)
         order.wallet, order.reserved = wallet, reserve
-        acc.orders[cid] = order
+        acc.add_order(order)
         if inst.id.market is Market.SPOT and reserve > 0 and wallet is not None:
             acc.wallets.lock(wallet, inst.quote if side is Side.BUY else inst.base, reserve)
         if taken > 0:
