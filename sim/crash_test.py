@@ -207,6 +207,14 @@ def _kill_at(
     hit = False
     if mode == "mid-unwind":  # a graceful stop flattens (FLATTEN_ON_EXIT): die in the middle of it
         time.sleep(rng.uniform(0.05, max_life))
+        # only once there is something to flatten: a stop with every position flat (an engine slow
+        # to start on a loaded machine) ends at once, with no unwind to die in
+        deadline = time.monotonic() + max(3 * max_life, 4.0)
+        while time.monotonic() < deadline and proc.poll() is None:
+            states = journal.states()
+            if states["hedged"] or any(states[s] for s in TRANSIENT):
+                break
+            time.sleep(0.002)
         proc.send_signal(signal.SIGTERM)
     if mode in TARGETS:
         wanted = TARGETS[mode]
