@@ -123,15 +123,14 @@ def _settle_opening(p: Position, now: int) -> Result:
         return evolve(p, state=S.OPENING_LEG_A, hedge_deadline_ms=deadline), cmds
     if naked or p.working(Leg.B, increases=True):
         return evolve(p, state=S.HEDGE_PENDING, hedge_deadline_ms=deadline), cmds
-    if p.hedge_deadline_ms is not None:  # not naked: the deadline is void
-        p = evolve(p, hedge_deadline_ms=None)
-    held_a, held_b = p.held(Leg.A), p.held(Leg.B)
+    held_a, held_b = p.held(Leg.A), p.held(Leg.B)  # not naked from here: no hedge deadline
     if held_a == 0 and held_b == 0:
-        return evolve(p, state=S.CLOSED, reason="entry not filled"), cmds
+        return evolve(p, state=S.CLOSED, reason="entry not filled", hedge_deadline_ms=None), cmds
     if held_b == 0:  # leg A filled only dust: give it back rather than hold it naked
-        p2, more = _settle_unwinding(evolve(p, state=S.UNWINDING, reason="entry fill below hedge minimum"))
+        why = "entry fill below hedge minimum"
+        p2, more = _settle_unwinding(evolve(p, state=S.UNWINDING, reason=why, hedge_deadline_ms=None))
         return p2, cmds + more
-    return evolve(p, state=S.HEDGED), cmds
+    return evolve(p, state=S.HEDGED, hedge_deadline_ms=None), cmds
 
 
 def _finish_or_fail(p: Position, cmds: list[Command], pending: bool, done: PositionState, why: str) -> Result:

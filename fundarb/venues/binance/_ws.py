@@ -21,7 +21,6 @@ answers to it, and it is detached as soon as the reader stops.
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import random
@@ -52,6 +51,7 @@ from fundarb.venues.binance import _endpoints as ep
 from fundarb.venues.binance._auth import sign, ws_api_payload
 from fundarb.venues.binance._endpoints import BaseUrls, Family
 from fundarb.venues.binance._errors import LISTEN_KEY_EXPIRED
+from fundarb.venues.binance._inline import HandlerFailed, InlineMessages
 from fundarb.venues.binance._wsapi import WsApiSession
 from fundarb.venues.binance.decode import BinanceDecoder
 from fundarb.venues.errors import DecodeError, VenueError, VenueProtocolError, VenueUnavailable
@@ -265,14 +265,14 @@ async def _session(
                     for event in events_of(message, scope) or ():
                         send_now(event)
 
-                _InlineMessages.install(ws, handle)
+                InlineMessages.install(ws, handle)
             while True:
                 try:
                     message = await ws.get_message()
                 except ConnectionClosed as exc:
                     lose(f"closed: {exc.reason}", scope)
                     break
-                if isinstance(message, _Failed):  # the reader's inline handling raised: so do we
+                if isinstance(message, HandlerFailed):  # the reader's inline handling raised: so do we
                     raise message.error
                 events = events_of(message, scope)
                 if events is None:
@@ -283,73 +283,6 @@ async def _session(
         if ws_api is not None:  # no reader, no answers: waiting requests end now, new ones use REST
             ws_api.detach(lost[0] if lost else "stream stopped")
     return lost[0] if lost else "cancelled"
-
-
-@attrs.frozen
-class _Failed:
-    """What the reader's inline handling raised, passed to the session's task to raise."""
-
-    error: Exception
-
-
-class _InlineMessages:
-    """Stands in for trio-websocket's message channel so that its reader task handles each
-    message as it is parsed, instead of handing it to the session's task (one scheduling pass,
-    ~50-150 µs, on a leg-A fill's way to its hedge). The session's task still waits in
-    ``get_message()``: the real channel is closed when the reader stops, which raises
-    ``ConnectionClosed`` there as before, and an error of the handler is passed through it.
-
-    trio-websocket 0.12 internals: the reader looks ``_send_channel`` up per message and closes
-    the channel it entered at its start. Without the attribute, messages take the channel.
-    """
-
-    def __init__(self, channel: Any, handle: Callable[[str | bytes], None]) -> None:
-        self._channel = channel
-        self._handle = handle
-
-    @classmethod
-    def install(cls, ws: WebSocketConnection, handle: Callable[[str | bytes], None]) -> bool:
-        """Handle ``ws``'s messages in its reader task from now on; False if it cannot.
-
-        Messages the reader queued before (while the stream subscribed and resynced) are
-        handled here first, in order: none may be overtaken by a later one handled inline."""
-        channel = getattr(ws, "_send_channel", None)
-        queued = getattr(ws, "_recv_channel", None)
-        if not isinstance(channel, trio.MemorySendChannel):
-            return False
-        if not isinstance(queued, trio.MemoryReceiveChannel):
-            return False
-        ws._send_channel = cls(channel, handle)  # type: ignore[assignment]
-        while True:  # no checkpoint: the reader cannot handle a newer message meanwhile
-            try:
-                message = queued.receive_nowait()  # (a reader waiting to queue one is let in)
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return True
-            handle(message)
-
-    async def send(self, message: str | bytes) -> None:
-        """Called by the reader for each message: handled now (nothing here yields).
-
-        The cyclic garbage collector is held off while a message is handled (a leg-A fill's
-        decode, step and hedge write allocate enough to trigger a collection in one round of
-        five): a collection that is due runs right after, once the hedge is out."""
-        collecting = gc.isenabled()
-        if collecting:
-            gc.disable()
-        try:
-            self._handle(message)
-        except Exception as exc:  # a bug: the session's task raises it
-            try:
-                self._channel.send_nowait(_Failed(exc))
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                log.exception("binance stream: inline handling failed after an earlier failure")
-        finally:
-            if collecting:
-                gc.enable()
-
-    async def aclose(self) -> None:
-        """trio-websocket closes the message channel when the connection closes."""
-        await self._channel.aclose()
 
 
 def _chunks(items: Sequence[InstrumentId], size: int) -> list[Sequence[InstrumentId]]:

@@ -1,4 +1,4 @@
-"""Stream messages handled in trio-websocket's reader task (``_InlineMessages``).
+"""Stream messages handled in trio-websocket's reader task (``InlineMessages``).
 
 When the event sender has ``send_now`` (the engine's ``UserDataSink``), each user-data frame is
 decoded and handed over by the connection's reader task as it is parsed, with no hop to the
@@ -22,7 +22,7 @@ from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 
 from fundarb.core.model import OrderRequest, OrderStatus, Side
 from fundarb.core.venue_events import FillReported, OrderReported, VenueEvent
-from fundarb.venues.binance._ws import _Failed, _InlineMessages
+from fundarb.venues.binance._inline import HandlerFailed, InlineMessages
 
 from .test_loopback import PERP, SPOT, Loop, loopback, next_matching
 
@@ -96,7 +96,7 @@ async def test_without_the_channel_internal_messages_take_get_message(
         installed.append(ws)
         return False
 
-    monkeypatch.setattr(_InlineMessages, "install", classmethod(missing))
+    monkeypatch.setattr(InlineMessages, "install", classmethod(missing))
     with trio.fail_after(120):
         async with loopback() as lp:
             sink = Sink()
@@ -134,22 +134,22 @@ async def test_the_stand_in_passes_errors_through_the_real_channel() -> None:
         _send_channel, _recv_channel = send, receive
 
     ws = Ws()
-    assert _InlineMessages.install(ws, handle)  # type: ignore[arg-type]
+    assert InlineMessages.install(ws, handle)  # type: ignore[arg-type]
     stand_in = ws._send_channel
-    assert isinstance(stand_in, _InlineMessages)
+    assert isinstance(stand_in, InlineMessages)
     assert gc.isenabled()
     await stand_in.send("ok")
     with pytest.raises(trio.WouldBlock):
         receive.receive_nowait()  # handled, not queued
     await stand_in.send("bad")
     failed = receive.receive_nowait()
-    assert isinstance(failed, _Failed) and isinstance(failed.error, ValueError)
+    assert isinstance(failed, HandlerFailed) and isinstance(failed.error, ValueError)
     assert handled == [("ok", False), ("bad", False)]  # no GC pass while a message is handled
     assert gc.isenabled()  # ... and it is back on afterwards
     await stand_in.send("bad")  # queued for the session, which is ending
     await stand_in.send("bad")  # the channel is full: logged, never raised into the reader
     await stand_in.aclose()  # trio-websocket closes "its" channel: the real one closes
-    assert isinstance(receive.receive_nowait(), _Failed)
+    assert isinstance(receive.receive_nowait(), HandlerFailed)
     with pytest.raises(trio.EndOfChannel):
         receive.receive_nowait()
 
@@ -168,7 +168,7 @@ def test_install_declines_without_the_memory_channels() -> None:
         _send_channel = send  # no receive side to take what is already queued from
 
     for ws in (Bare(), Other(), Half()):
-        assert not _InlineMessages.install(ws, lambda m: None)  # type: ignore[arg-type]
+        assert not InlineMessages.install(ws, lambda m: None)  # type: ignore[arg-type]
     assert Other._send_channel is not send and Half._send_channel is send
 
 
@@ -192,7 +192,7 @@ async def test_messages_queued_before_the_install_are_handled_first_in_order(
             async with open_websocket_url(f"ws://127.0.0.1:{server.port}/", message_queue_size=1) as ws:
                 while ws._send_channel.statistics().tasks_waiting_send == 0:  # noqa: ASYNC110
                     await trio.sleep(0.01)  # one queued, the reader waiting to queue the next
-                assert _InlineMessages.install(ws, handled.append)
+                assert InlineMessages.install(ws, handled.append)
                 with trio.move_on_after(1):
                     while True:  # the session's loop: nothing is left for it
                         handled.append(("session", await ws.get_message()))
