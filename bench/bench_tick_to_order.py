@@ -11,21 +11,22 @@ levels, filled by its next up-step, every ``STEP_MS``), waits for the hedge, and
 fill arrives when the engine is otherwise idle, as a leg-A fill does in production.
 
 Two triggers, each timed from the moment the triggering input reaches the engine to the moment
-the resulting order's bytes are handed to the socket (``trio.SocketStream.send_all`` entered on
-the connection that carries the order; the send syscall follows without a yield):
+the resulting order's bytes are handed to the kernel:
 
-* entry: ``EntrySignalled`` delivered to a new position -> leg A's order written (REST);
+* entry: ``EntrySignalled`` delivered to a new position -> leg A's order written (REST;
+  ``trio.SocketStream.send_all`` entered, the send syscall follows without a yield);
 * hedge: leg A's ``ORDER_TRADE_UPDATE`` frame read off the user-data socket (the
-  ``receive_some`` that returned its bytes) -> trio-websocket -> ``decode`` -> the router ->
-  the position's step -> the journal queue -> the hedge order written (WebSocket API when it is
-  connected, else REST).
+  ``receive_some`` that returned its bytes) -> trio-websocket's reader -> ``decode`` -> the
+  router -> the idle position stepped in that same task -> the journal queue -> the hedge order
+  written (WebSocket API: ``FrameWriter.write``, stamped after its ``send`` returned; when the
+  immediate write declines, ``send_all`` entered as above).
 
-Instrumentation (this file only): ``trio.SocketStream.receive_some`` (stamped after it returns,
-so the yield trio makes after the read is inside the figure) and ``send_all`` are wrapped to stamp
-``time.perf_counter_ns()`` when bytes carrying a tracked client order id pass
-(``WsApiSession.send_frame`` marks which masked WebSocket frame carries which id);
-the wrappers' own cost is inside the figures. A watchdog task sleeps 1 ms in a loop and reports the worst
-overshoot: the longest stall of the event loop.
+Instrumentation (this file only): ``trio.SocketStream.receive_some`` is wrapped to stamp
+``time.perf_counter_ns()`` after it returns a fill frame; ``send_all`` and ``FrameWriter.write``
+are wrapped to stamp when bytes carrying a tracked client order id pass
+(``WsApiSession.send_frame`` marks which masked WebSocket frame carries which id); the
+wrappers' own cost is inside the figures. A watchdog task sleeps 1 ms in a loop and reports the
+worst overshoot: the longest stall of the event loop.
 
     python bench/bench_tick_to_order.py [--events 10000] [--book 16] [--database-url postgresql://...]
 """
