@@ -113,12 +113,10 @@ def _settle_opening(p: Position, now: int) -> Result:
         p, placed = place(p, Leg.B, OrderPurpose.HEDGE, qty)
         cmds += placed
     naked = diff > 0 and not p.is_dust(Leg.B, diff)
-    deadline = p.hedge_deadline_ms
+    deadline = p.hedge_deadline_ms if naked else None
     if naked and deadline is None:
         deadline = now + p.plan.hedge_timeout_ms
         cmds.append(ArmTimer(p.id, deadline))
-    elif not naked:
-        deadline = None
     if p.working(Leg.A, increases=True):
         return evolve(p, state=S.OPENING_LEG_A, hedge_deadline_ms=deadline), cmds
     if naked or p.working(Leg.B, increases=True):

@@ -170,13 +170,10 @@ class PositionRunner:
             if not self._reserved(decided.commands):
                 self.deliver(decided)  # durable first: the position's task appends, then acts
                 return
-            for i, entry in enumerate(decided.entries):
-                try:
-                    self.journal.append_nowait(entry)
-                except Exception as e:  # full (or a bug): the rest goes the durable way
-                    log.warning("position %s: queueing failed (%s); appending durably", self.id, e)
-                    self.deliver(attrs.evolve(decided, entries=decided.entries[i:], durable=True))
-                    return
+            rest = self._queue_nowait(decided.entries)
+            if rest:  # the position's task appends the rest durably, then acts
+                self.deliver(attrs.evolve(decided, entries=rest, durable=True))
+                return
             self._act(decided, commands, False)
             if self.state is S.CLOSED and not self.position.working():
                 self.deliver(_CLOSED)  # the position's task ends the position, as after its own steps
@@ -327,13 +324,20 @@ class PositionRunner:
 
     async def _queue(self, entries: list[Entry]) -> None:
         """Queue ``entries`` for the batched writer; append durably what cannot be queued."""
+        rest = self._queue_nowait(entries)
+        if rest:  # the durable path raises what it must
+            await self.journal.append(rest)
+
+    def _queue_nowait(self, entries: list[Entry]) -> list[Entry]:
+        """Queue ``entries`` for the batched writer; return those that could not be (the queue
+        is full, or a bug): they must be appended durably."""
         for i, entry in enumerate(entries):
             try:
                 self.journal.append_nowait(entry)
-            except Exception as e:  # full (or a bug): the durable path raises what it must
+            except Exception as e:
                 log.warning("position %s: queueing failed (%s); appending durably", self.id, e)
-                await self.journal.append(entries[i:])
-                return
+                return entries[i:]
+        return []
 
     def _executor(self, rest_fallback: bool) -> CommandExecutor:
         return CommandExecutor(

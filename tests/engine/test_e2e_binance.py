@@ -4,6 +4,7 @@ signing, websocket user data) against the Binance-compatible loopback server on 
 from __future__ import annotations
 
 from decimal import Decimal as D
+from typing import Any
 
 import pytest
 import trio
@@ -15,6 +16,7 @@ from fundarb.core.position import PositionState
 from fundarb.core.position_model import Leg, LegSpec, PositionPlan
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager
+from fundarb.engine.position_runner import PositionRunner
 from fundarb.engine.telemetry import RecordingTelemetry
 from fundarb.journal import open_journal
 from fundarb.sim.binance_server import BinanceServer
@@ -38,6 +40,34 @@ def wall_ms() -> int:
     return T0_MS + int(trio.current_time() * 1000)
 
 
+def loopback_venue(urls: Any) -> BinanceVenue:
+    """The real adapter on the loopback server's ``urls``, on the test clock."""
+    return BinanceVenue(
+        Credentials(KEY, SECRET),
+        base_urls=urls.base_urls(),
+        wall_ms=wall_ms,
+        reconnect=ReconnectPolicy(initial=0.2, maximum=2.0, budget=20),
+        call_timeout=5.0,
+    )
+
+
+async def wait_hedged(runner: PositionRunner, telemetry: RecordingTelemetry) -> None:
+    """Wait until ``runner``'s position settles; it must be hedged, 0.01 on each leg, with one
+    hedge gap measured."""
+    while runner.state not in (PositionState.HEDGED, PositionState.CLOSED, PositionState.FAILED):
+        await runner.wait_stepped()
+    assert runner.state is PositionState.HEDGED
+    assert runner.position.held(Leg.A) == runner.position.held(Leg.B) == D("0.01")
+    assert len(telemetry.hedge_gaps) == 1
+
+
+async def exit_and_wait_closed(runner: PositionRunner) -> None:
+    """Signal the position's exit and wait until it is closed."""
+    runner.deliver(ev.ExitSignalled("test over"))
+    while runner.state is not PositionState.CLOSED:
+        await runner.wait_stepped()
+
+
 async def _route(receive, manager: PositionManager) -> None:
     async for event in receive:
         manager.route(event)
@@ -49,13 +79,7 @@ async def test_position_opens_and_hedges_through_the_binance_adapter(tmp_path, c
     with trio.fail_after(120):
         async with trio.open_nursery() as n, open_journal(None, tmp_path, inline_for_tests=True) as journal:
             urls = await n.start(server.run)
-            venue = BinanceVenue(
-                Credentials(KEY, SECRET),
-                base_urls=urls.base_urls(),
-                wall_ms=wall_ms,
-                reconnect=ReconnectPolicy(initial=0.2, maximum=2.0, budget=20),
-                call_timeout=5.0,
-            )
+            venue = loopback_venue(urls)
             await n.start(journal.run_writer)
             telemetry = RecordingTelemetry()
             manager = PositionManager({"binance": venue}, journal, EngineClock.start(T0_MS), telemetry)
@@ -69,16 +93,10 @@ async def test_position_opens_and_hedges_through_the_binance_adapter(tmp_path, c
             )
             quote = await venue.quote(PERP)
             runner = await manager.open_position(plan, ev.EntrySignalled(quote.bid, quote.bid))
-            while runner.state not in (PositionState.HEDGED, PositionState.CLOSED, PositionState.FAILED):
-                await runner.wait_stepped()
-            assert runner.state is PositionState.HEDGED
-            assert runner.position.held(Leg.A) == runner.position.held(Leg.B) == D("0.01")
+            await wait_hedged(runner, telemetry)
             positions = {p.instrument: p.quantity for p in await venue.positions()}
             assert positions[PERP] == D("-0.01")  # the server holds the short perp
-            assert len(telemetry.hedge_gaps) == 1
-            runner.deliver(ev.ExitSignalled("test over"))
-            while runner.state is not PositionState.CLOSED:
-                await runner.wait_stepped()
+            await exit_and_wait_closed(runner)
             assert all(p.quantity == 0 for p in await venue.positions())
             await venue.aclose()
             n.cancel_scope.cancel()

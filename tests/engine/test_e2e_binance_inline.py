@@ -17,8 +17,7 @@ import trio.testing
 
 from fundarb.core import events as ev
 from fundarb.core.model import Side, Wallet
-from fundarb.core.position import PositionState
-from fundarb.core.position_model import Leg, LegSpec, PositionPlan
+from fundarb.core.position_model import LegSpec, PositionPlan
 from fundarb.core.venue_events import FillReported, OrderReported, VenueEvent
 from fundarb.engine.clock import EngineClock
 from fundarb.engine.manager import PositionManager
@@ -26,11 +25,17 @@ from fundarb.engine.market import MarketState, UserDataSink
 from fundarb.engine.telemetry import RecordingTelemetry
 from fundarb.journal import open_journal
 from fundarb.sim.binance_server import BinanceServer
-from fundarb.venues.binance import Credentials
-from fundarb.venues.binance._ws import ReconnectPolicy
-from fundarb.venues.binance.client import BinanceVenue
 
-from .test_e2e_binance import KEY, PERP, SECRET, SPOT, T0_MS, wall_ms
+from .test_e2e_binance import (
+    KEY,
+    PERP,
+    SECRET,
+    SPOT,
+    T0_MS,
+    exit_and_wait_closed,
+    loopback_venue,
+    wait_hedged,
+)
 
 
 @pytest.fixture
@@ -46,13 +51,7 @@ async def test_a_leg_a_fill_is_hedged_from_the_stream_reader_task(tmp_path, cloc
     with trio.fail_after(120):
         async with trio.open_nursery() as n, open_journal(None, tmp_path, inline_for_tests=True) as journal:
             urls = await n.start(server.run)
-            venue = BinanceVenue(
-                Credentials(KEY, SECRET),
-                base_urls=urls.base_urls(),
-                wall_ms=wall_ms,
-                reconnect=ReconnectPolicy(initial=0.2, maximum=2.0, budget=20),
-                call_timeout=5.0,
-            )
+            venue = loopback_venue(urls)
             session = venue.ws_api
             assert session is not None
             place = venue.place_order
@@ -87,14 +86,8 @@ async def test_a_leg_a_fill_is_hedged_from_the_stream_reader_task(tmp_path, cloc
             )
             quote = await venue.quote(PERP)
             runner = await manager.open_position(plan, ev.EntrySignalled(quote.bid, quote.bid))
-            while runner.state not in (PositionState.HEDGED, PositionState.CLOSED, PositionState.FAILED):
-                await runner.wait_stepped()
-            assert runner.state is PositionState.HEDGED
-            assert runner.position.held(Leg.A) == runner.position.held(Leg.B) == D("0.01")
-            assert len(telemetry.hedge_gaps) == 1
-            runner.deliver(ev.ExitSignalled("test over"))
-            while runner.state is not PositionState.CLOSED:
-                await runner.wait_stepped()
+            await wait_hedged(runner, telemetry)
+            await exit_and_wait_closed(runner)
             await venue.aclose()
             n.cancel_scope.cancel()
     # the first report of leg A's fill: routed in a trio-websocket reader task, and the hedge's

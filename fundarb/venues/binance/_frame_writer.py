@@ -56,11 +56,10 @@ class FrameWriter:
     @classmethod
     def of(cls, ws: WebSocketConnection) -> FrameWriter | None:
         """A writer for ``ws`` when a frame can be written now without waiting, else None."""
-        lock = getattr(ws, "_stream_lock", None)
-        proto = getattr(ws, "_wsproto", None)
-        stream = getattr(ws, "_stream", None)
-        if lock is None or proto is None or ws.closed is not None or lock.locked():
+        found = _free_internals(ws)
+        if found is None:
             return None
+        proto, stream = found
         tls: trio.SSLStream[Any] | None = None
         if isinstance(stream, trio.SSLStream):
             if not _tls_ready(stream):
@@ -106,6 +105,16 @@ class FrameWriter:
         return False
 
 
+def _free_internals(ws: WebSocketConnection) -> tuple[Any, Any] | None:
+    """``(wsproto connection, stream)`` of an open ``ws`` whose send lock is free, else None
+    (also when trio-websocket's internals are not what we read)."""
+    lock = getattr(ws, "_stream_lock", None)
+    proto = getattr(ws, "_wsproto", None)
+    if lock is None or proto is None or lock.locked() or ws.closed is not None:
+        return None
+    return proto, getattr(ws, "_stream", None)
+
+
 def _tls_ready(stream: trio.SSLStream[Any]) -> bool:
     """True when ``stream`` (trio 0.35 internals) is handshaken, healthy and idle on the write
     side, so encrypting into its outgoing buffer and sending that now is what ``send_all`` does."""
@@ -131,11 +140,11 @@ async def write_uncontended(ws: WebSocketConnection, frame: str) -> bool:
     stream). Returns False, having done nothing, when an internal is missing or the lock is held;
     the caller then uses ``send_message``.
     """
-    lock = getattr(ws, "_stream_lock", None)
-    proto = getattr(ws, "_wsproto", None)
-    stream = getattr(ws, "_stream", None)
-    if lock is None or proto is None or stream is None or lock.locked() or ws.closed is not None:
+    found = _free_internals(ws)
+    if found is None or found[1] is None:
         return False
+    proto, stream = found
+    lock = ws._stream_lock  # type: ignore[attr-defined]
     data = proto.send(TextMessage(data=frame))
     lock.acquire_nowait()
     try:

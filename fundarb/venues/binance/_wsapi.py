@@ -180,16 +180,11 @@ class WsApiSession:
         ``resynced``: the clock was re-synced for this request already (no second retry)."""
         rest = self._rest
         deadline = trio.current_time() + rest.call_timeout
-        weight, orders = _COST.get(method, (1, 0))
         while True:
-            ws = self._ws
-            if ws is None or ws.closed is not None or rest.credentials is None:
-                raise NotSent(method)
-            limiter = rest.limiters[Family.SPOT]
-            if limiter.delay(weight, orders, rest.wall_ms(), trio.current_time()) > 0:
-                raise NotSent(method)  # REST waits out (or refuses) the budget
-            clock = rest.clocks[Family.SPOT]
-            if clock.is_stale(rest.wall_ms(), _CLOCK_MAX_AGE_MS):
+            ws = self._sendable(method)
+            if ws is None:
+                raise NotSent(method)  # not up, or REST waits out (or refuses) the budget
+            if rest.clocks[Family.SPOT].is_stale(rest.wall_ms(), _CLOCK_MAX_AGE_MS):
                 await rest.sync_clock(Family.SPOT)
                 continue  # the connection may have changed meanwhile
             doc = await self._exchange(ws, method, params, deadline, mutating)
@@ -200,6 +195,17 @@ class WsApiSession:
                     raise
                 resynced = True  # refused, not executed: re-measure the clock and send again
                 await rest.sync_clock(Family.SPOT)
+
+    def _sendable(self, method: str) -> WebSocketConnection | None:
+        """The connection, when it is up and the spot budget lets ``method`` go now; else None."""
+        rest = self._rest
+        ws = self._ws
+        if ws is None or ws.closed is not None or rest.credentials is None:
+            return None
+        weight, orders = _COST.get(method, (1, 0))
+        if rest.limiters[Family.SPOT].delay(weight, orders, rest.wall_ms(), trio.current_time()) > 0:
+            return None
+        return ws
 
     def _result(self, doc: Any, method: str, mutating: bool) -> Any:
         """The ``result`` of an answer, or the error it carries (its usage observed either way)."""
@@ -230,14 +236,8 @@ class WsApiSession:
         :meth:`call` (or REST) as usual.
         """
         rest = self._rest
-        ws = self._ws
-        if ws is None or ws.closed is not None or rest.credentials is None:
-            return None
-        weight, orders = _COST.get(method, (1, 0))
-        wall = rest.wall_ms()
-        if rest.limiters[Family.SPOT].delay(weight, orders, wall, trio.current_time()) > 0:
-            return None
-        if rest.clocks[Family.SPOT].is_stale(wall, _CLOCK_MAX_AGE_MS):
+        ws = self._sendable(method)
+        if ws is None or rest.clocks[Family.SPOT].is_stale(rest.wall_ms(), _CLOCK_MAX_AGE_MS):
             return None
         writer = FrameWriter.of(ws)
         if writer is None:
